@@ -1,0 +1,39 @@
+"""layerkit: a Keras-like neural-network framework on numpy.
+
+Example:
+    >>> import layerkit as lk
+    >>> model = lk.Sequential([lk.layers.Dense(10, activation="softmax", input_dim=784)])
+    >>> model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+"""
+
+from . import (
+    activations,
+    backend,
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    models,
+    optim,
+    optimizers,
+    utils,
+)
+from .models import Sequential
+from .version import __version__
+
+__all__ = [
+    "Sequential",
+    "__version__",
+    "activations",
+    "backend",
+    "callbacks",
+    "initializers",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optim",
+    "optimizers",
+    "utils",
+]

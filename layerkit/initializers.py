@@ -1,0 +1,263 @@
+"""Weight initializers, by name (``"glorot_uniform"``) or as objects with a seed.
+
+Keras 3's definitions, with ``fan_in, fan_out`` the kernel's input and output sizes:
+
+* ``glorot_uniform``: U(-l, l), l = sqrt(6 / (fan_in + fan_out))
+* ``glorot_normal``: truncated N(0, s), s = sqrt(2 / (fan_in + fan_out)) / 0.8796
+* ``he_uniform``: U(-l, l), l = sqrt(6 / fan_in);  ``he_normal``: s = sqrt(2 / fan_in) / 0.8796
+* ``lecun_normal``: s = sqrt(1 / fan_in) / 0.8796
+* ``random_normal`` N(0, 0.05), ``random_uniform`` U(-0.05, 0.05), ``zeros``, ``ones``,
+  ``constant(value)``.
+
+The truncated normals redraw values beyond two standard deviations; 0.8796 is the
+standard deviation of a unit normal truncated there, so the result has std ``s * 0.8796``.
+
+Example:
+    >>> init = GlorotUniform(seed=1)
+    >>> init((784, 300)).dtype
+    dtype('float32')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import backend
+from . import random as lk_random
+
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def _fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+class Initializer:
+    """Base class: ``init(shape, dtype=None)`` returns a new array."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(f"Expected an integer seed or None. Received: seed={seed!r}")
+        self.seed = seed
+
+    def _rng(self) -> np.random.Generator:
+        # A seeded initializer gives the same values at every call, as in Keras.
+        return np.random.default_rng(self.seed) if self.seed is not None else lk_random.global_rng()
+
+    def __call__(self, shape, dtype=None) -> np.ndarray:
+        shape = tuple(int(s) for s in shape)
+        dtype = np.dtype(dtype or backend.floatx())
+        return self.generate(shape).astype(dtype, copy=False)
+
+    def generate(self, shape: tuple[int, ...]) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        return {"seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Initializer:
+        return cls(**config)
+
+
+class Zeros(Initializer):
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def generate(self, shape):
+        return np.zeros(shape)
+
+    def get_config(self):
+        return {}
+
+
+class Ones(Zeros):
+    def generate(self, shape):
+        return np.ones(shape)
+
+
+class Constant(Initializer):
+    def __init__(self, value: float = 0.0) -> None:
+        super().__init__(None)
+        self.value = float(value)
+
+    def generate(self, shape):
+        return np.full(shape, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
+class RandomNormal(Initializer):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def generate(self, shape):
+        return self._rng().normal(self.mean, self.stddev, size=shape)
+
+    def get_config(self):
+        return {"mean": self.mean, "stddev": self.stddev, "seed": self.seed}
+
+
+class RandomUniform(Initializer):
+    def __init__(
+        self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
+    ) -> None:
+        super().__init__(seed)
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def generate(self, shape):
+        return self._rng().uniform(self.minval, self.maxval, size=shape)
+
+    def get_config(self):
+        return {"minval": self.minval, "maxval": self.maxval, "seed": self.seed}
+
+
+class VarianceScaling(Initializer):
+    """Scales the spread by the fans: ``scale / fan`` is the target variance."""
+
+    def __init__(
+        self,
+        scale: float = 1.0,
+        mode: str = "fan_in",
+        distribution: str = "truncated_normal",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed)
+        if scale <= 0:
+            raise ValueError(f"Expected a positive scale. Received: scale={scale!r}")
+        if mode not in ("fan_in", "fan_out", "fan_avg"):
+            raise ValueError(f"Expected mode in fan_in, fan_out, fan_avg. Received: mode={mode!r}")
+        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
+            raise ValueError(
+                "Expected distribution in truncated_normal, untruncated_normal, uniform. "
+                f"Received: distribution={distribution!r}"
+            )
+        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+
+    def generate(self, shape):
+        fan_in, fan_out = _fans(shape)
+        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        variance = self.scale / max(1.0, fan)
+        rng = self._rng()
+        if self.distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, size=shape)
+        if self.distribution == "untruncated_normal":
+            return rng.normal(0.0, np.sqrt(variance), size=shape)
+        return _truncated_normal(rng, np.sqrt(variance) / _TRUNCATED_STD, shape)
+
+    def get_config(self):
+        return {
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "seed": self.seed,
+        }
+
+
+def _truncated_normal(rng: np.random.Generator, stddev: float, shape) -> np.ndarray:
+    values = rng.normal(0.0, 1.0, size=shape)
+    outside = np.abs(values) > 2.0
+    while outside.any():
+        values[outside] = rng.normal(0.0, 1.0, size=int(outside.sum()))
+        outside = np.abs(values) > 2.0
+    return values * stddev
+
+
+class GlorotUniform(VarianceScaling):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(1.0, "fan_avg", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class GlorotNormal(VarianceScaling):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(1.0, "fan_avg", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeUniform(VarianceScaling):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(2.0, "fan_in", "uniform", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class HeNormal(VarianceScaling):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(2.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+class LecunNormal(VarianceScaling):
+    def __init__(self, seed: int | None = None) -> None:
+        super().__init__(1.0, "fan_in", "truncated_normal", seed)
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+_BY_NAME: dict[str, type[Initializer]] = {
+    "zeros": Zeros,
+    "ones": Ones,
+    "constant": Constant,
+    "random_normal": RandomNormal,
+    "random_uniform": RandomUniform,
+    "variance_scaling": VarianceScaling,
+    "glorot_uniform": GlorotUniform,
+    "glorot_normal": GlorotNormal,
+    "he_uniform": HeUniform,
+    "he_normal": HeNormal,
+    "lecun_normal": LecunNormal,
+}
+_NAME_OF = {cls: name for name, cls in _BY_NAME.items()}
+
+
+def get(identifier: str | Initializer | dict) -> Initializer:
+    """Returns an initializer for a name, an object, or a config dict from :func:`serialize`."""
+    if isinstance(identifier, Initializer):
+        return identifier
+    if isinstance(identifier, str):
+        try:
+            return _BY_NAME[identifier.lower()]()
+        except KeyError:
+            raise ValueError(
+                f"Unknown initializer: expected one of {sorted(_BY_NAME)}. "
+                f"Received: {identifier!r}"
+            ) from None
+    if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
+        cls = _BY_NAME.get(str(identifier["class_name"]))
+        if cls is None or not isinstance(identifier["config"], dict):
+            raise ValueError(f"Unknown initializer config. Received: {identifier!r:.200}")
+        return cls.from_config(identifier["config"])
+    raise TypeError(
+        "Expected an initializer name or object. "
+        f"Received: {identifier!r:.100} of type {type(identifier).__name__}"
+    )
+
+
+def serialize(initializer: Initializer) -> str | dict[str, Any]:
+    """Returns a JSON-serialisable description that :func:`get` turns back into it."""
+    name = _NAME_OF.get(type(initializer))
+    if name is None:
+        raise TypeError(f"Cannot serialise initializer of type {type(initializer).__name__}")
+    config = initializer.get_config()
+    if not config or config == {"seed": None}:
+        return name
+    return {"class_name": name, "config": config}

@@ -1,0 +1,258 @@
+"""The Layer base class, automatic names and the registry of layer classes.
+
+A layer's training interface is ``forward(x, training) -> (y, backward)``: ``backward(dy,
+need_dx)`` captures exactly what the layer needs (its input and output), writes the
+weight gradients into the parameters' ``grad`` arrays when the layer is trainable, and
+returns dL/dx when ``need_dx`` is true. A frozen layer therefore still passes gradients
+down; it only skips its own weight gradients.
+
+Forward outputs live in per-layer buffers that are reused from one batch to the next
+(reallocated only when the batch shape changes), so a training step allocates almost
+nothing. ``layer(x)`` is the public, copying call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .. import backend
+from ..parameter import Parameter
+
+Backward = Callable[[np.ndarray, bool], "np.ndarray | None"]
+Shape = tuple  # (None or int, ...)
+
+_LAYER_CLASSES: dict[str, type[Layer]] = {}
+_NAME_COUNTERS: dict[str, int] = {}
+_MAX_BUFFERS = 8
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: makes ``cls`` loadable from configs (nothing else is)."""
+    _LAYER_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def layer_class(class_name: str) -> type[Layer]:
+    """Returns the registered layer class called ``class_name``; ValueError otherwise."""
+    try:
+        return _LAYER_CLASSES[class_name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"Unknown layer class {class_name!r}: expected one of {sorted(_LAYER_CLASSES)}."
+        ) from None
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def unique_name(base: str) -> str:
+    """Returns ``base``, then ``base_1``, ``base_2``... as Keras names layers."""
+    count = _NAME_COUNTERS.get(base, 0)
+    _NAME_COUNTERS[base] = count + 1
+    return base if count == 0 else f"{base}_{count}"
+
+
+def reset_names() -> None:
+    """Restarts automatic naming (``lk.utils.clear_session``)."""
+    _NAME_COUNTERS.clear()
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(
+            "Expected a layer name of letters, digits, '_', '.' or '-'. "
+            f"Received: name={name!r}"
+        )
+    return name
+
+
+class Layer:
+    """Base class of all layers.
+
+    Args:
+        name: unique within a model; automatic (``dense``, ``dense_1``, ...) when omitted.
+        trainable: whether the optimizer updates this layer's weights.
+        input_shape: Keras 2 style shape of one sample, e.g. ``(784,)``; lets a model
+            build as soon as this layer is its first.
+        dtype: float type of the weights (default ``lk.backend.floatx()``).
+    """
+
+    # Layers that act differently while training (Dropout) cannot have their output cached.
+    deterministic: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        name: str | None = None,
+        trainable: bool = True,
+        input_shape: tuple | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        self.name = check_name(name) if name is not None else unique_name(
+            _snake_case(type(self).__name__)
+        )
+        self._trainable = bool(trainable)
+        self.built = False
+        self.dtype = np.dtype(dtype or backend.floatx()).name
+        self.input_shape: Shape | None = None
+        self.output_shape: Shape | None = None
+        self._parameters: list[Parameter] = []
+        self._buffers: dict[tuple, np.ndarray] = {}
+        self._declared_input_shape = (
+            None if input_shape is None else (None, *_check_shape(input_shape, "input_shape"))
+        )
+
+    # --- trainability -------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"Expected trainable to be a bool. Received: trainable={value!r}")
+        self._trainable = bool(value)
+
+    # --- building -----------------------------------------------------------------
+    def build(self, input_shape: Shape) -> None:
+        """Creates the weights for inputs of ``input_shape`` (batch axis first)."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return tuple(input_shape)
+
+    def add_weight(self, name: str, shape: tuple, initializer) -> Parameter:
+        value = initializer(shape, dtype=self.dtype)
+        parameter = Parameter(f"{self.name}/{name}", value, lambda: self._trainable)
+        self._parameters.append(parameter)
+        return parameter
+
+    def _ensure_built(self, x: np.ndarray) -> None:
+        if not self.built:
+            self.build((None, *x.shape[1:]))
+
+    # --- computing ----------------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, Backward]:
+        """Returns the output (in a reused buffer) and the backward function."""
+        raise NotImplementedError
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        """Computes the layer on ``x`` and returns a new array."""
+        x = np.asarray(x, dtype=self.dtype)
+        self._ensure_built(x)
+        y, _ = self.forward(x, training=training)
+        return np.array(y, copy=True)
+
+    def _buffer(self, tag: str, shape: tuple, dtype=None) -> np.ndarray:
+        key = (tag, shape)
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) >= _MAX_BUFFERS:
+                self._buffers.clear()
+            buf = np.empty(shape, dtype=dtype or self.dtype)
+            self._buffers[key] = buf
+        return buf
+
+    # --- weights ------------------------------------------------------------------
+    @property
+    def weights(self) -> list[Parameter]:
+        return list(self._parameters)
+
+    @property
+    def trainable_weights(self) -> list[Parameter]:
+        return list(self._parameters) if self._trainable else []
+
+    @property
+    def non_trainable_weights(self) -> list[Parameter]:
+        return [] if self._trainable else list(self._parameters)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Returns copies of the weights (``[kernel, bias]`` for Dense)."""
+        return [p.numpy() for p in self._parameters]
+
+    def set_weights(self, weights: list) -> None:
+        """Sets all weights at once; on any mismatch raises ValueError and changes nothing."""
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"Expected a list of arrays. Received: {type(weights).__name__}")
+        if len(weights) != len(self._parameters):
+            raise ValueError(
+                f"Layer {self.name!r} expects {len(self._parameters)} weights "
+                f"({[p.name for p in self._parameters]}), received {len(weights)}."
+            )
+        arrays = [np.asarray(w) for w in weights]
+        for p, w in zip(self._parameters, arrays):
+            if w.shape != p.shape:
+                raise ValueError(
+                    f"Layer {self.name!r} weight {p.name!r}: expected shape {p.shape}, "
+                    f"received {w.shape}."
+                )
+            if w.dtype.kind not in "fiub":
+                raise TypeError(f"Weight {p.name!r} must be numeric. Received dtype {w.dtype}.")
+        for p, w in zip(self._parameters, arrays):
+            p.assign(w)
+
+    def count_params(self) -> int:
+        return int(sum(p.size for p in self._parameters))
+
+    # --- state beyond weights (random generators) ----------------------------------
+    def training_state(self) -> dict[str, Any]:
+        """JSON-serialisable state that a resumed run needs besides the weights."""
+        return {}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`training_state`."""
+
+    # --- serialisation --------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
+                                  "dtype": self.dtype}
+        if self._declared_input_shape is not None:
+            config["input_shape"] = list(self._declared_input_shape[1:])
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _check_shape(shape: Any, argument: str) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"Expected a shape tuple. Received: {argument}={shape!r}") from None
+    if not dims or not all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims
+    ):
+        raise ValueError(
+            f"Expected a tuple of positive integers. Received: {argument}={shape!r}"
+        )
+    return tuple(int(d) for d in dims)
+
+
+def serialize(layer: Layer) -> dict[str, Any]:
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(spec: dict[str, Any]) -> Layer:
+    """Builds a layer from ``serialize``'s output; only registered classes are accepted."""
+    if not isinstance(spec, dict) or "class_name" not in spec:
+        raise ValueError(f"Expected a layer config with a class_name. Received: {spec!r:.200}")
+    cls = layer_class(spec["class_name"])
+    config = spec.get("config", {})
+    if not isinstance(config, dict):
+        raise ValueError(f"Layer config must be a dict. Received: {config!r:.200}")
+    try:
+        return cls.from_config(dict(config))
+    except TypeError as error:
+        raise ValueError(f"Invalid config for {cls.__name__}: {error}") from None

@@ -1,0 +1,113 @@
+"""The fully connected layer: ``y = activation(x @ kernel + bias)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import activations, initializers
+from .base import Layer, register_layer
+
+
+def _positive_int(value: Any, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Expected a positive integer. Received: {argument}={value!r}")
+    if value <= 0:
+        raise ValueError(f"Expected a positive integer. Received: {argument}={value!r}")
+    return int(value)
+
+
+@register_layer
+class Dense(Layer):
+    """A densely connected layer; the kernel is ``(input_dim, units)`` as in Keras.
+
+    Args:
+        units: number of outputs.
+        activation: name or ``lk.activations`` function; ``None`` is linear.
+        use_bias: whether to add a bias vector.
+        kernel_initializer, bias_initializer: names or ``lk.initializers`` objects.
+        name: layer name; ``input_dim`` / ``input_shape``: input size, to build eagerly.
+
+    Example:
+        >>> layer = Dense(300, activation="relu", name="hidden1", input_dim=784)
+        >>> layer.kernel.shape
+        (784, 300)
+    """
+
+    def __init__(
+        self,
+        units: int,
+        activation: activations.ActivationLike = None,
+        use_bias: bool = True,
+        kernel_initializer: str | initializers.Initializer = "glorot_uniform",
+        bias_initializer: str | initializers.Initializer = "zeros",
+        name: str | None = None,
+        input_dim: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if input_dim is not None:
+            if kwargs.get("input_shape") is not None:
+                raise ValueError("Pass input_dim or input_shape, not both.")
+            kwargs["input_shape"] = (_positive_int(input_dim, "input_dim"),)
+        super().__init__(name=name, **kwargs)
+        self.units = _positive_int(units, "units")
+        self.activation = activations.get(activation)
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"Expected use_bias to be a bool. Received: use_bias={use_bias!r}")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel = None
+        self.bias = None
+
+    def build(self, input_shape) -> None:
+        if len(input_shape) < 2:
+            raise ValueError(
+                f"Dense layer {self.name!r} expects inputs of rank >= 2 (batch, features). "
+                f"Received: input_shape={tuple(input_shape)}"
+            )
+        input_dim = _positive_int(input_shape[-1], "input_shape[-1]")
+        self.kernel = self.add_weight("kernel", (input_dim, self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return (*tuple(input_shape)[:-1], self.units)
+
+    def forward(self, x, training=False, *, logits=False):
+        """``logits=True`` skips the activation (a fused softmax/sigmoid loss does it)."""
+        kernel = self.kernel.value
+        x2 = x.reshape(-1, kernel.shape[0]) if x.ndim != 2 else x
+        y = self._buffer("y", (x2.shape[0], self.units))
+        np.matmul(x2, kernel, out=y)
+        if self.use_bias:
+            y += self.bias.value
+        activation = activations.linear if logits else self.activation
+        activation.forward_(y)
+
+        def backward(dy, need_dx=True):
+            dz = activation.backward_(dy.reshape(y.shape), y)
+            if self._trainable:
+                np.matmul(x2.T, dz, out=self.kernel.grad)
+                if self.use_bias:
+                    np.sum(dz, axis=0, out=self.bias.grad)
+            if not need_dx:
+                return None
+            dx = self._buffer("dx", x2.shape)
+            np.matmul(dz, kernel.T, out=dx)
+            return dx.reshape(x.shape)
+
+        return (y if x.ndim == 2 else y.reshape(*x.shape[:-1], self.units)), backward
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            activation=activations.serialize(self.activation),
+            use_bias=self.use_bias,
+            kernel_initializer=initializers.serialize(self.kernel_initializer),
+            bias_initializer=initializers.serialize(self.bias_initializer),
+        )
+        return config

@@ -1,0 +1,175 @@
+"""Metrics: stateful running averages over the batches of an epoch, as in Keras.
+
+``update_state(y_true, y_pred)`` adds a batch, ``result()`` returns the mean so far and
+``reset_state()`` starts again. ``"accuracy"`` is resolved from the loss and the output
+shape as Keras does (see :func:`resolve`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Accuracy",
+    "BinaryAccuracy",
+    "CategoricalAccuracy",
+    "MeanAbsoluteError",
+    "MeanSquaredError",
+    "Metric",
+    "SparseCategoricalAccuracy",
+    "get",
+    "resolve",
+]
+
+
+class Metric:
+    """Base class: a weighted mean of per-sample values."""
+
+    name = "metric"
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
+        self._total = 0.0
+        self._count = 0
+
+    def per_sample_sum(self, y_true: np.ndarray, y_pred: np.ndarray) -> tuple[float, int]:
+        """Returns the sum of the per-sample values of a batch and how many there are."""
+        raise NotImplementedError
+
+    def update_state(self, y_true, y_pred) -> None:
+        total, count = self.per_sample_sum(np.asarray(y_true), np.asarray(y_pred))
+        self._total += total
+        self._count += count
+
+    def result(self) -> float:
+        return self._total / self._count if self._count else 0.0
+
+    def reset_state(self) -> None:
+        self._total, self._count = 0.0, 0
+
+    def __call__(self, y_true, y_pred) -> float:
+        """One-shot value for a batch (does not touch the running state)."""
+        total, count = self.per_sample_sum(np.asarray(y_true), np.asarray(y_pred))
+        return total / count if count else 0.0
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class Accuracy(Metric):
+    """How often predictions equal the labels exactly."""
+
+    name = "accuracy"
+
+    def per_sample_sum(self, y_true, y_pred):
+        return float(np.count_nonzero(y_true.reshape(y_pred.shape) == y_pred)), y_pred.size
+
+
+class BinaryAccuracy(Metric):
+    """How often ``y_pred > threshold`` equals the 0/1 label (threshold 0 for logits)."""
+
+    name = "binary_accuracy"
+
+    def __init__(self, name: str | None = None, threshold: float = 0.5) -> None:
+        super().__init__(name)
+        self.threshold = float(threshold)
+
+    def per_sample_sum(self, y_true, y_pred):
+        hits = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
+        return float(np.count_nonzero(hits)), hits.size
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold}
+
+
+class CategoricalAccuracy(Metric):
+    """How often the arg-max of the prediction equals the arg-max of the one-hot label."""
+
+    name = "categorical_accuracy"
+
+    def per_sample_sum(self, y_true, y_pred):
+        hits = y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
+        return float(np.count_nonzero(hits)), hits.size
+
+
+class SparseCategoricalAccuracy(Metric):
+    """How often the arg-max of the prediction equals the integer label."""
+
+    name = "sparse_categorical_accuracy"
+
+    def per_sample_sum(self, y_true, y_pred):
+        hits = y_pred.argmax(axis=-1) == y_true.reshape(-1)
+        return float(np.count_nonzero(hits)), hits.size
+
+
+class MeanSquaredError(Metric):
+    name = "mean_squared_error"
+
+    def per_sample_sum(self, y_true, y_pred):
+        diff = y_pred - y_true.reshape(y_pred.shape)
+        per_sample = np.square(diff).reshape(len(diff), -1).mean(axis=1)
+        return float(per_sample.sum()), len(per_sample)
+
+
+class MeanAbsoluteError(Metric):
+    name = "mean_absolute_error"
+
+    def per_sample_sum(self, y_true, y_pred):
+        diff = y_pred - y_true.reshape(y_pred.shape)
+        per_sample = np.abs(diff).reshape(len(diff), -1).mean(axis=1)
+        return float(per_sample.sum()), len(per_sample)
+
+
+_BY_NAME: dict[str, type[Metric]] = {
+    "binary_accuracy": BinaryAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "mse": MeanSquaredError,
+    "mean_squared_error": MeanSquaredError,
+    "mae": MeanAbsoluteError,
+    "mean_absolute_error": MeanAbsoluteError,
+}
+
+
+def resolve(identifier: str | Metric, loss, output_shape: tuple) -> Metric:
+    """Returns the metric for ``identifier``; ``"accuracy"``/``"acc"`` picks the right kind.
+
+    Keras's rule: sparse labels (``sparse_categorical_crossentropy``) give sparse categorical
+    accuracy; categorical cross-entropy gives categorical accuracy; binary cross-entropy,
+    or one output unit, gives binary accuracy (threshold 0 on logits); otherwise
+    categorical. The metric keeps the name the user wrote.
+    """
+    if isinstance(identifier, Metric):
+        return identifier
+    if not isinstance(identifier, str):
+        raise TypeError(
+            f"Expected a metric name or a layerkit metric. Received: {identifier!r:.100}"
+        )
+    key = identifier.lower()
+    if key in ("accuracy", "acc"):
+        from .losses import BinaryCrossentropy, CategoricalCrossentropy
+
+        if getattr(loss, "sparse_targets", False):
+            return SparseCategoricalAccuracy(name=identifier)
+        if isinstance(loss, BinaryCrossentropy) or output_shape[-1] == 1:
+            threshold = 0.0 if getattr(loss, "from_logits", False) else 0.5
+            return BinaryAccuracy(name=identifier, threshold=threshold)
+        if isinstance(loss, CategoricalCrossentropy):
+            return CategoricalAccuracy(name=identifier)
+        return CategoricalAccuracy(name=identifier)
+    return get(identifier)
+
+
+def get(identifier: str | Metric) -> Metric:
+    """Returns a metric for a name (other than ``"accuracy"``) or an object."""
+    if isinstance(identifier, Metric):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()](name=identifier)
+    raise ValueError(
+        f"Unknown metric: expected one of {sorted(_BY_NAME) + ['accuracy']}. "
+        f"Received: metrics={identifier!r}"
+    )

@@ -1,0 +1,5 @@
+"""Models: ``Sequential`` (and ``load_model`` once checkpoints are in)."""
+
+from .sequential import Sequential
+
+__all__ = ["Sequential"]

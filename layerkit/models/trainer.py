@@ -1,0 +1,470 @@
+"""Training, evaluation and prediction: ``compile``, ``fit``, ``evaluate``, ``predict``.
+
+A training step runs the layers' forward functions, the loss, then the backward
+functions from the top down to the lowest trainable layer only, and one optimizer update
+over the trainable parameters, which are read afresh at every step: freezing takes effect
+at once, without recompiling.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optim
+from ..callbacks.base import CallbackList
+from ..callbacks.history import History
+from ..layers.input_layer import InputLayer
+from .data import (
+    as_inputs,
+    check_batch_size,
+    check_int,
+    check_same_length,
+    check_verbose,
+)
+from .frozen_cache import FrozenOutputCache
+
+
+class Trainer:
+    """The training half of a model (Keras's ``Trainer``); ``Sequential`` inherits it."""
+
+    def __init__(self) -> None:
+        self.optimizer: optim.Optimizer | None = None
+        self.loss: losses_module.Loss | None = None
+        self.compiled = False
+        self.stop_training = False
+        self.history: History | None = None
+        self._metrics: list[metrics_module.Metric] = []
+        self._metric_specs: list = []
+        self._epochs_done = 0
+        self._plan_cache: dict[tuple, tuple] = {}
+        self._stack: list = []  # the layers that compute (no InputLayer)
+
+    # --- compile --------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+        """Configures training.
+
+        Args:
+            optimizer: a name (``"adam"``) or an ``lk.optim`` optimizer.
+            loss: a name (``"sparse_categorical_crossentropy"``) or an ``lk.losses`` loss.
+            metrics: a list of names (``"accuracy"``, ``"mae"``) or ``lk.metrics`` objects.
+        """
+        optimizer = optim.get(optimizer)
+        if loss is None:
+            raise ValueError("compile() needs a loss. Received: loss=None")
+        loss = losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        elif isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        elif not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"Expected a list of metrics. Received: metrics={metrics!r:.100}")
+        for spec in metrics:
+            if isinstance(spec, str) and spec.lower() not in ("accuracy", "acc"):
+                metrics_module.get(spec)  # validates the name now, not at fit time
+            elif not isinstance(spec, (str, metrics_module.Metric)):
+                raise TypeError(f"Expected metric names or objects. Received: {spec!r:.100}")
+        self.optimizer, self.loss, self._metric_specs = optimizer, loss, list(metrics)
+        self._metrics = []
+        self.compiled = True
+        if self.built:
+            self._resolve_metrics()
+            self.optimizer.build(self.weights)
+
+    def _resolve_metrics(self) -> None:
+        if len(self._metrics) != len(self._metric_specs):
+            self._metrics = [
+                metrics_module.resolve(spec, self.loss, self.output_shape)
+                for spec in self._metric_specs
+            ]
+
+    @property
+    def metrics_names(self) -> list[str]:
+        return ["loss", *(m.name for m in self._metrics)]
+
+    def _require_compiled(self, method: str) -> None:
+        if not self.compiled:
+            raise RuntimeError(
+                f"You must call compile() before {method}(): the model has no loss or optimizer."
+            )
+
+    def _on_structure_change(self) -> None:
+        self._stack = [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+        self._plan_cache.clear()
+        self._metrics = []
+        if self.compiled and self.built:
+            self._resolve_metrics()
+            self.optimizer.build(self.weights)
+
+    # --- the step -------------------------------------------------------------------
+    def _plan(self, start: int) -> tuple:
+        """(layers, lowest trainable index or None, trainable params, fused loss) for
+        training the layers from ``start`` up; cached on the trainable flags."""
+        layers = self._stack
+        flags = tuple(layer._trainable for layer in layers)
+        key = (start, flags, id(self.loss))
+        plan = self._plan_cache.get(key)
+        if plan is None:
+            lowest = next(
+                (i for i in range(start, len(layers)) if layers[i]._trainable
+                 and layers[i]._parameters), None,
+            )
+            params = [p for layer in layers[start:] if layer._trainable for p in layer._parameters]
+            last = layers[-1]
+            activation = getattr(last, "activation", None)
+            fused = self.loss.fused_with(activation.name) if activation is not None else None
+            plan = (lowest, params, fused)
+            if len(self._plan_cache) > 32:
+                self._plan_cache.clear()
+            self._plan_cache[key] = plan
+        return plan
+
+    def _forward_train(self, xb: np.ndarray, start: int, fused) -> tuple[np.ndarray, list]:
+        layers = self._stack
+        backs = [None] * len(layers)
+        h = xb
+        last = len(layers) - 1
+        for i in range(start, last):
+            h, backs[i] = layers[i].forward(h, True)
+        if fused is not None:
+            out, backs[last] = layers[last].forward(h, True, logits=True)
+        else:
+            out, backs[last] = layers[last].forward(h, True)
+        return out, backs
+
+    def _step(self, xb, yb, start: int = 0, update: bool = True):
+        """One training step; returns (loss value, predictions for metrics)."""
+        lowest, params, fused = self._plan(start)
+        out, backs = self._forward_train(xb, start, fused)
+        loss = fused if fused is not None else self.loss
+        value, grad = loss.value_and_grad(yb, out)
+        if lowest is not None:
+            g = grad
+            for i in range(len(backs) - 1, lowest - 1, -1):
+                g = backs[i](g, i > lowest)
+            if update:
+                self.optimizer.apply(params)
+        if fused is not None and self._metrics:
+            out = self._stack[-1].activation(out)
+        return value, out
+
+    # --- public training API --------------------------------------------------------
+    def _prepare_x(self, x, argument: str = "x") -> np.ndarray:
+        if not self.built:
+            array = as_inputs(x, argument)
+            self.build((None, *array.shape[1:]))
+            return array
+        return as_inputs(x, argument, self.input_shape)
+
+    def _prepare_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        x = self._prepare_x(x)
+        if y is None:
+            raise TypeError("Expected targets y. Received: y=None")
+        y = self.loss.check_targets(y, self.output_shape)
+        check_same_length(x, y)
+        self._resolve_metrics()
+        return x, y
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        epochs: int = 1,
+        verbose: str | int = "auto",
+        callbacks: list | None = None,
+        validation_split: float = 0.0,
+        validation_data: tuple | None = None,
+        shuffle: bool = True,
+        initial_epoch: int = 0,
+        cache_frozen: bool | str = "auto",
+        cache_max_bytes: int = FrozenOutputCache.DEFAULT_MAX_BYTES,
+    ) -> History:
+        """Trains the model; returns a :class:`~layerkit.callbacks.History`.
+
+        Args:
+            x, y: training inputs and targets.
+            batch_size: samples per step (default 32).
+            epochs: index of the last epoch (epochs run from ``initial_epoch``).
+            verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch,
+                ``"auto"`` 1 in a terminal and 0 otherwise.
+            callbacks: ``lk.callbacks`` instances.
+            validation_split: fraction of the data, taken from the end before shuffling,
+                held out for validation.
+            validation_data: ``(x_val, y_val)``; overrides ``validation_split``.
+            shuffle: shuffle the training samples before each epoch.
+            initial_epoch: epoch to start from (to resume a run).
+            cache_frozen: ``"auto"``, ``True`` or ``False``: compute the frozen layers at
+                the bottom of the model once and train only the layers above them.
+            cache_max_bytes: memory budget of that cache in ``"auto"`` mode (1 GiB).
+        """
+        self._require_compiled("fit")
+        batch_size = check_batch_size(batch_size)
+        epochs = check_int(epochs, "epochs", 0)
+        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+        verbose = check_verbose(verbose)
+        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                or not 0.0 <= validation_split < 1.0:
+            raise ValueError(
+                f"Expected validation_split in [0, 1). Received: validation_split={validation_split!r}"
+            )
+        if cache_frozen not in (True, False, "auto"):
+            raise ValueError(
+                f"Expected cache_frozen in True, False, 'auto'. Received: cache_frozen={cache_frozen!r}"
+            )
+        x, y = self._prepare_xy(x, y)
+        x_val = y_val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("Expected validation_data=(x_val, y_val).")
+            x_val = as_inputs(validation_data[0], "validation_data[0]", self.input_shape)
+            y_val = self.loss.check_targets(validation_data[1], self.output_shape)
+            check_same_length(x_val, y_val, "validation_data[0]", "validation_data[1]")
+        elif validation_split:
+            split = int(len(x) * (1.0 - validation_split))
+            if split <= 0 or split >= len(x):
+                raise ValueError(
+                    f"validation_split={validation_split} leaves no training or no validation "
+                    f"samples out of {len(x)}."
+                )
+            x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+        self.optimizer.build(self.weights)
+
+        steps = math.ceil(len(x) / batch_size)
+        history = History()
+        callback_list = CallbackList(
+            [*(callbacks or []), history], self,
+            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
+        )
+        cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
+        cache.prepare(x, x_val)
+        self.stop_training = False
+        self._nan_warned = False
+        callback_list.on_train_begin()
+        logs: dict[str, float] = {}
+        for epoch in range(initial_epoch, epochs):
+            callback_list.on_epoch_begin(epoch)
+            logs = self._train_epoch(x, y, batch_size, shuffle, cache, callback_list,
+                                     verbose, epoch, epochs)
+            if x_val is not None:
+                val_start, val_features = cache.validation_inputs()
+                val_logs = self._evaluate_arrays(val_features, y_val, batch_size, val_start)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            self._epochs_done += 1
+            callback_list.on_epoch_end(epoch, logs)
+            if verbose == 2:
+                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
+                    f"{k}: {v:.4f}" for k, v in logs.items()))
+            if self.stop_training:
+                break
+        callback_list.on_train_end(logs)
+        cache.release()
+        self.history = history
+        return history
+
+    def _train_epoch(self, x, y, batch_size, shuffle, cache, callback_list, verbose, epoch,
+                     epochs) -> dict[str, float]:
+        n = len(x)
+        order = self._shuffle_rng.permutation(n) if shuffle else None
+        for metric in self._metrics:
+            metric.reset_state()
+        total_loss, seen = 0.0, 0
+        steps = math.ceil(n / batch_size)
+        bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
+                   disable=verbose != 1, leave=True, dynamic_ncols=True)
+        last_postfix = time.monotonic()
+        wants_batch = callback_list.wants_batch_hooks
+        x_buffers: dict[int, np.ndarray] = {}
+        y_buffers: dict[int, np.ndarray] = {}
+        logs: dict[str, float] = {}
+        try:
+            for step in range(steps):
+                start_layer, features = cache.training_inputs()
+                lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                if order is None:
+                    xb, yb = features[lo:hi], y[lo:hi]
+                else:
+                    idx = order[lo:hi]
+                    rows = hi - lo
+                    xb = x_buffers.get((rows, features.shape[1:], id(features)))
+                    if xb is None:
+                        x_buffers.clear()
+                        xb = x_buffers[(rows, features.shape[1:], id(features))] = np.empty(
+                            (rows, *features.shape[1:]), features.dtype)
+                        y_buffers[rows] = np.empty((rows, *y.shape[1:]), y.dtype)
+                    yb = y_buffers[rows]
+                    np.take(features, idx, axis=0, out=xb)
+                    np.take(y, idx, axis=0, out=yb)
+                if wants_batch:
+                    callback_list.on_train_batch_begin(step)
+                value, out = self._step(xb, yb, start_layer)
+                rows = hi - lo
+                total_loss += value * rows
+                seen += rows
+                for metric in self._metrics:
+                    metric.update_state(yb, out)
+                if not math.isfinite(value) and not self._nan_warned:
+                    self._nan_warned = True
+                    warnings.warn(
+                        f"The loss became {value} at epoch {epoch + 1}, step {step + 1}. "
+                        "Add lk.callbacks.TerminateOnNaN() to stop training when it does.",
+                        RuntimeWarning, stacklevel=3,
+                    )
+                bar.update(1)
+                if wants_batch or (verbose == 1 and time.monotonic() - last_postfix > 0.25):
+                    logs = self._logs(total_loss, seen)
+                    if wants_batch:
+                        callback_list.on_train_batch_end(step, logs)
+                    if verbose == 1:
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+                        last_postfix = time.monotonic()
+                if self.stop_training:
+                    break
+            logs = self._logs(total_loss, seen)
+            if verbose == 1:
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+        finally:
+            bar.close()
+        return logs
+
+    def _logs(self, total_loss: float, seen: int) -> dict[str, float]:
+        logs = {"loss": total_loss / max(seen, 1)}
+        for metric in self._metrics:
+            logs[metric.name] = metric.result()
+        return logs
+
+    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: str | int = 0,
+                 return_dict: bool = False):
+        """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
+        or a dict with ``return_dict=True``. Dropout is inactive."""
+        self._require_compiled("evaluate")
+        batch_size = check_batch_size(batch_size)
+        check_verbose(verbose)
+        x, y = self._prepare_xy(x, y)
+        logs = self._evaluate_arrays(x, y, batch_size, 0)
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def _evaluate_arrays(self, x, y, batch_size: int, start: int) -> dict[str, float]:
+        lowest, params, fused = self._plan(start)
+        loss = fused if fused is not None else self.loss
+        layers = self._stack
+        last = layers[-1]
+        for metric in self._metrics:
+            metric.reset_state()
+        total = 0.0
+        for lo in range(0, len(x), batch_size):
+            h = x[lo:lo + batch_size]
+            for layer in layers[start:-1]:
+                h, _ = layer.forward(h, False)
+            if fused is not None:
+                out, _ = last.forward(h, False, logits=True)
+            else:
+                out, _ = last.forward(h, False)
+            yb = y[lo:lo + batch_size]
+            value, _ = loss.value_and_grad(yb, out, need_grad=False)
+            total += value * len(h)
+            if self._metrics:
+                if fused is not None:
+                    out = last.activation(out)
+                for metric in self._metrics:
+                    metric.update_state(yb, out)
+        return self._logs(total, len(x))
+
+    def predict(self, x, batch_size: int | None = None, verbose: str | int = 0) -> np.ndarray:
+        """Returns the model's outputs for ``x`` (a new float array). Dropout is inactive."""
+        batch_size = check_batch_size(batch_size)
+        verbose = check_verbose(verbose)
+        x = self._prepare_x(x)
+        return self.forward_range(x, 0, len(self._stack), batch_size, verbose)
+
+    def forward_range(self, x: np.ndarray, start: int, stop: int, batch_size: int,
+                      verbose: int = 0) -> np.ndarray:
+        """Outputs of layers ``start:stop`` (of the layers without the InputLayer) for
+        validated inputs, in batches, into one new array."""
+        layers = self._stack[start:stop]
+        shape = self.input_shape if start == 0 else layers[0].input_shape
+        out_shape = layers[-1].output_shape if layers else shape
+        result = np.empty((len(x), *out_shape[1:]), dtype=x.dtype)
+        starts = range(0, len(x), batch_size)
+        for lo in tqdm(starts, disable=verbose != 1, unit="step", desc="predict"):
+            h = x[lo:lo + batch_size]
+            for layer in layers:
+                h, _ = layer.forward(h, False)
+            result[lo:lo + len(h)] = h
+        return result
+
+    def __call__(self, x, training: bool = False) -> np.ndarray:
+        """Computes the model on ``x`` in one batch (Dropout active if ``training``)."""
+        x = self._prepare_x(x)
+        h = x
+        for layer in self._stack:
+            h, _ = layer.forward(h, training)
+        return np.array(h, copy=True)
+
+    def predict_on_batch(self, x) -> np.ndarray:
+        """Returns predictions for one batch."""
+        return self(x)
+
+    def train_on_batch(self, x, y, return_dict: bool = False):
+        """Runs one training step on one batch; returns its loss (and metrics)."""
+        self._require_compiled("train_on_batch")
+        x, y = self._prepare_xy(x, y)
+        self.optimizer.build(self.weights)
+        value, out = self._step(x, y)
+        return self._batch_result(value, y, out, return_dict)
+
+    def test_on_batch(self, x, y, return_dict: bool = False):
+        """Returns the loss (and metrics) of one batch without training."""
+        self._require_compiled("test_on_batch")
+        x, y = self._prepare_xy(x, y)
+        logs = self._evaluate_arrays(x, y, len(x), 0)
+        return logs if return_dict else (
+            logs["loss"] if len(logs) == 1 else list(logs.values()))
+
+    def _batch_result(self, value, y, out, return_dict):
+        for metric in self._metrics:
+            metric.reset_state()
+            metric.update_state(y, out)
+        logs = self._logs(value, 1)
+        if return_dict:
+            return logs
+        return logs["loss"] if len(logs) == 1 else list(logs.values())
+
+    def compute_gradients(self, x, y) -> tuple[float, list]:
+        """Returns the batch loss and ``(gradient, parameter)`` pairs for the trainable
+        parameters, without updating anything: the first half of a custom training step.
+
+        Example:
+            >>> loss, pairs = model.compute_gradients(x_batch, y_batch)
+            >>> model.optimizer.apply_gradients([(np.clip(g, -1, 1), p) for g, p in pairs])
+        """
+        self._require_compiled("compute_gradients")
+        x, y = self._prepare_xy(x, y)
+        self.optimizer.build(self.weights)
+        _, params, _ = self._plan(0)
+        value, _ = self._step(x, y, update=False)
+        return value, [(p.grad.copy(), p) for p in params]
+
+    def reset_metrics(self) -> None:
+        for metric in self._metrics:
+            metric.reset_state()
+
+    def training_position(self) -> dict[str, Any]:
+        """Epochs done, optimizer steps, and the shuffling generator's state."""
+        from ..random import rng_state
+
+        return {
+            "epochs_done": self._epochs_done,
+            "iterations": self.optimizer.iterations if self.optimizer else 0,
+            "shuffle_rng": rng_state(self._shuffle_rng),
+        }

@@ -1,0 +1,54 @@
+"""Optimizers with Keras 3 defaults and update rules: SGD, RMSprop, Adagrad, Adadelta, Adam."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import schedules
+from .adadelta import Adadelta
+from .adagrad import Adagrad
+from .adam import Adam
+from .base import Optimizer
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "Optimizer", "RMSprop", "get", "schedules"]
+
+_BY_NAME: dict[str, type[Optimizer]] = {
+    "sgd": SGD,
+    "rmsprop": RMSprop,
+    "adagrad": Adagrad,
+    "adadelta": Adadelta,
+    "adam": Adam,
+}
+
+
+def get(identifier: str | Optimizer | dict) -> Optimizer:
+    """Returns an optimizer for a name (``"adam"``), an instance, or a :func:`serialize` dict."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str):
+        try:
+            return _BY_NAME[identifier.lower()]()
+        except KeyError:
+            raise ValueError(
+                f"Unknown optimizer: expected one of {sorted(_BY_NAME)}. "
+                f"Received: optimizer={identifier!r}"
+            ) from None
+    if isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
+        cls = _BY_NAME.get(identifier["class_name"].lower())
+        config = identifier.get("config", {})
+        if cls is None or not isinstance(config, dict):
+            raise ValueError(f"Unknown optimizer config. Received: {identifier!r:.200}")
+        try:
+            return cls.from_config(config)
+        except TypeError as error:
+            raise ValueError(f"Invalid optimizer config for {cls.__name__}: {error}") from None
+    raise TypeError(
+        "Expected an optimizer name or a layerkit optimizer. "
+        f"Received: optimizer={identifier!r:.100} of type {type(identifier).__name__}"
+    )
+
+
+def serialize(optimizer: Optimizer) -> dict[str, Any]:
+    return {"class_name": type(optimizer).__name__, "config": optimizer.get_config()}

@@ -1,0 +1,312 @@
+"""The Optimizer base class: hyper-parameters, clipping, per-parameter state, fused updates.
+
+Subclasses name their state slots and write one ``update_step`` over flat arrays. State
+is keyed by each parameter's stable name (``"hidden1/kernel"``), so it survives reloads,
+reordering and freeze/unfreeze.
+
+Speed: parameters that sit next to each other in the model's arena (see
+:mod:`layerkit.parameter`) and whose state also sits together are updated as one flat
+slice, so a step costs a handful of in-place numpy calls instead of a handful per weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..parameter import Parameter
+from . import schedules
+
+
+
+class _Run:
+    """Neighbouring parameters updated together: flat views of values, grads and slots."""
+
+    __slots__ = ("grad", "parameters", "slots", "value")
+
+    def __init__(self, parameters, value, grad, slots):
+        self.parameters, self.value, self.grad, self.slots = parameters, value, grad, slots
+
+
+class Optimizer:
+    """Base class of layerkit's optimizers.
+
+    Args:
+        learning_rate: a float or a ``lk.optim.schedules`` schedule of the step count.
+        clipnorm: clip each gradient to this L2 norm.
+        clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``.
+        global_clipnorm: clip all gradients together to this global L2 norm.
+        name: optional name.
+
+    Only one of the three clipping options may be set, as in Keras.
+    """
+
+    slot_names: tuple[str, ...] = ()
+    default_learning_rate = 0.001
+
+    def __init__(
+        self,
+        learning_rate: float | schedules.LearningRateSchedule | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        name: str | None = None,
+    ) -> None:
+        set_options = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
+                                      ("global_clipnorm", global_clipnorm)) if v is not None]
+        if len(set_options) > 1:
+            raise ValueError(
+                "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
+                f"Received: {', '.join(set_options)}"
+            )
+        for option in set_options:
+            value = locals()[option]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"Expected a positive number. Received: {option}={value!r}")
+        self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
+        self.learning_rate = self.default_learning_rate if learning_rate is None else learning_rate
+        self.name = name or type(self).__name__.lower()
+        self.iterations = 0
+        self._slots: dict[str, tuple[np.ndarray, ...]] = {}
+        self._slot_blocks: list[tuple[np.ndarray, ...]] = []  # flat storage, one per slot
+        self._slot_place: dict[str, tuple[int, int]] = {}  # name -> (block index, offset)
+        self._pending_state: dict[str, dict[str, np.ndarray]] = {}
+        self._plans: dict[tuple, list[_Run]] = {}
+        self._scratch: dict[tuple, np.ndarray] = {}
+
+    # --- learning rate --------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The learning rate for the next step (the schedule's value, if there is one)."""
+        if isinstance(self._learning_rate, schedules.LearningRateSchedule):
+            return float(self._learning_rate(self.iterations))
+        return self._learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value) -> None:
+        if isinstance(value, schedules.LearningRateSchedule):
+            self._learning_rate = value
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+            raise TypeError(
+                f"Expected a float or a schedule. Received: learning_rate={value!r}"
+            )
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"Expected a finite, non-negative learning rate. Received: learning_rate={value!r}"
+            )
+        self._learning_rate = float(value)
+
+    @property
+    def schedule(self) -> schedules.LearningRateSchedule | None:
+        lr = self._learning_rate
+        return lr if isinstance(lr, schedules.LearningRateSchedule) else None
+
+    # --- state ----------------------------------------------------------------------
+    def slot_initial_value(self, slot: str) -> float:
+        return 0.0
+
+    def build(self, parameters: Iterable[Parameter]) -> None:
+        """Creates the state slots of parameters not seen before (all zeros, or the
+        optimizer's initial value), each slot of the new ones in one contiguous block."""
+        new = [p for p in parameters if p.name not in self._slots]
+        if not new:
+            return
+        total = sum(p.size for p in new)
+        dtype = new[0].dtype
+        blocks = [np.full(total, self.slot_initial_value(s), dtype=dtype) for s in self.slot_names]
+        block_id = len(self._slot_blocks)
+        self._slot_blocks.append(tuple(blocks))
+        offset = 0
+        for p in new:
+            end = offset + p.size
+            self._slots[p.name] = tuple(b[offset:end].reshape(p.shape) for b in blocks)
+            self._slot_place[p.name] = (block_id, offset)
+            offset = end
+            pending = self._pending_state.pop(p.name, None)
+            if pending is not None:
+                self._load_slots(p.name, pending)
+        self._plans.clear()
+
+    def slots(self, name: str) -> dict[str, np.ndarray]:
+        """Returns the state arrays of the parameter called ``name`` (live views)."""
+        return dict(zip(self.slot_names, self._slots[name]))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``."""
+        slots = {
+            name: {s: a.copy() for s, a in zip(self.slot_names, arrays)}
+            for name, arrays in self._slots.items()
+        }
+        for name, pending in self._pending_state.items():
+            slots.setdefault(name, {k: v.copy() for k, v in pending.items()})
+        return {"iterations": self.iterations, "slots": slots}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`state_dict`'s output, checking slot names and shapes first.
+
+        State for parameters not built yet is kept and applied when they are.
+        Raises ValueError, changing nothing, on any mismatch.
+        """
+        if not isinstance(state, dict) or "iterations" not in state:
+            raise ValueError("Expected an optimizer state dict with 'iterations' and 'slots'.")
+        iterations = int(state["iterations"])
+        if iterations < 0:
+            raise ValueError(f"Expected iterations >= 0. Received: {iterations}")
+        slots = state.get("slots", {})
+        for name, arrays in slots.items():
+            if set(arrays) != set(self.slot_names):
+                raise ValueError(
+                    f"Optimizer state for {name!r} has slots {sorted(arrays)}, "
+                    f"but {type(self).__name__} expects {sorted(self.slot_names)}."
+                )
+            if name in self._slots:
+                for slot, current in zip(self.slot_names, self._slots[name]):
+                    if np.shape(arrays[slot]) != current.shape:
+                        raise ValueError(
+                            f"Optimizer state {name!r}/{slot}: expected shape {current.shape}, "
+                            f"received {np.shape(arrays[slot])}."
+                        )
+        for name, arrays in slots.items():
+            if name in self._slots:
+                self._load_slots(name, arrays)
+            else:
+                self._pending_state[name] = {k: np.array(v) for k, v in arrays.items()}
+        self.iterations = iterations
+
+    def _load_slots(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        for slot, current in zip(self.slot_names, self._slots[name]):
+            value = np.asarray(arrays[slot])
+            if value.shape != current.shape:
+                raise ValueError(
+                    f"Optimizer state {name!r}/{slot}: expected shape {current.shape}, "
+                    f"received {value.shape}."
+                )
+            np.copyto(current, value, casting="unsafe")
+
+    # --- applying -------------------------------------------------------------------
+    def apply_gradients(self, grads_and_params: Iterable[tuple[np.ndarray, Parameter]]) -> None:
+        """Applies ``(gradient, parameter)`` pairs, as TensorFlow's ``apply_gradients``.
+
+        Example:
+            >>> loss, pairs = model.compute_gradients(x, y)
+            >>> optimizer.apply_gradients([(np.clip(g, -1, 1), p) for g, p in pairs])
+        """
+        pairs = list(grads_and_params)
+        for g, p in pairs:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"Expected (gradient, Parameter) pairs. Received: {type(p).__name__}")
+            g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(
+                    f"Gradient for {p.name!r}: expected shape {p.shape}, received {g.shape}."
+                )
+            if g is not p.grad:
+                np.copyto(p.grad, g, casting="same_kind")
+        self.apply([p for _, p in pairs])
+
+    def apply(self, parameters: Sequence[Parameter]) -> None:
+        """Updates ``parameters`` from the gradients already in their ``grad`` arrays."""
+        if not parameters:
+            return
+        runs = self._plan(parameters)
+        self._clip(runs)
+        lr = self.learning_rate
+        for run in runs:
+            self.update_step(run.value, run.grad, run.slots, lr)
+        self.iterations += 1
+
+    def update_step(
+        self, value: np.ndarray, grad: np.ndarray, slots: tuple[np.ndarray, ...], lr: float
+    ) -> None:
+        """Updates ``value`` in place from ``grad`` and the state ``slots`` (flat arrays)."""
+        raise NotImplementedError
+
+    def _plan(self, parameters: Sequence[Parameter]) -> list[_Run]:
+        key = tuple((p.name, id(p.arena), p.offset) for p in parameters)
+        runs = self._plans.get(key)
+        if runs is None:
+            self.build(parameters)
+            runs = self._make_runs(parameters)
+            if len(self._plans) > 16:
+                self._plans.clear()
+            self._plans[key] = runs
+        return runs
+
+    def _make_runs(self, parameters: Sequence[Parameter]) -> list[_Run]:
+        groups: list[list[Parameter]] = []
+        for p in parameters:
+            if groups:
+                q = groups[-1][-1]
+                block_q, offset_q = self._slot_place[q.name]
+                block_p, offset_p = self._slot_place[p.name]
+                if (p.arena is not None and p.arena is q.arena and p.offset == q.offset + q.size
+                        and block_p == block_q and offset_p == offset_q + q.size):
+                    groups[-1].append(p)
+                    continue
+            groups.append([p])
+        runs = []
+        for group in groups:
+            first, size = group[0], sum(p.size for p in group)
+            if len(group) == 1 or first.arena is None:
+                value, grad = first.value.reshape(-1), first.grad.reshape(-1)
+            else:
+                value = first.arena.values[first.offset:first.offset + size]
+                grad = first.arena.grads[first.offset:first.offset + size]
+            block_id, offset = self._slot_place[first.name]
+            slots = tuple(b[offset:offset + size] for b in self._slot_blocks[block_id])
+            runs.append(_Run(group, value, grad, slots))
+        return runs
+
+    def _work(self, size: int, dtype: np.dtype, index: int = 0) -> np.ndarray:
+        """A reusable scratch array for update arithmetic without temporaries."""
+        key = (size, dtype.str, index)
+        buf = self._scratch.get(key)
+        if buf is None:
+            buf = self._scratch[key] = np.empty(size, dtype=dtype)
+        return buf
+
+    def _clip(self, runs: list[_Run]) -> None:
+        if self.clipvalue is not None:
+            for run in runs:
+                np.clip(run.grad, -self.clipvalue, self.clipvalue, out=run.grad)
+        elif self.clipnorm is not None:
+            for run in runs:
+                for p in run.parameters:
+                    g = p.grad
+                    norm = math.sqrt(float(np.vdot(g, g)))
+                    if norm > self.clipnorm:
+                        g *= self.clipnorm / norm
+        elif self.global_clipnorm is not None:
+            norm = math.sqrt(sum(float(np.vdot(run.grad, run.grad)) for run in runs))
+            if norm > self.global_clipnorm:
+                scale = self.global_clipnorm / norm
+                for run in runs:
+                    run.grad *= scale
+
+    # --- config ---------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        lr = self._learning_rate
+        return {
+            "name": self.name,
+            "learning_rate": schedules.serialize(lr)
+            if isinstance(lr, schedules.LearningRateSchedule) else lr,
+            "clipnorm": self.clipnorm,
+            "clipvalue": self.clipvalue,
+            "global_clipnorm": self.global_clipnorm,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Optimizer:
+        config = dict(config)
+        lr = config.get("learning_rate")
+        if isinstance(lr, dict):
+            config["learning_rate"] = schedules.deserialize(lr)
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
+

@@ -1,0 +1,68 @@
+"""RMSprop: scale steps by a running root mean square of the gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Optimizer
+
+
+class RMSprop(Optimizer):
+    """Keras 3's RMSprop.
+
+    ``v = rho v + (1 - rho) g^2``; with ``centered``, also ``a = rho a + (1 - rho) g`` and
+    the denominator is ``v - a^2``. Then ``inc = lr g / sqrt(v + eps)`` (eps inside the
+    root, as Keras), and ``w -= inc``, or with momentum ``m = momentum m + inc; w -= m``.
+    """
+
+    def __init__(
+        self,
+        learning_rate=None,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        **kwargs,
+    ) -> None:
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"Expected rho in [0, 1). Received: rho={rho!r}")
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
+        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
+        self.centered = bool(centered)
+        self.slot_names = ("velocity",) + (("momentum",) if self.momentum else ()) + (
+            ("average_gradient",) if self.centered else ()
+        )
+        super().__init__(learning_rate, **kwargs)
+
+    def update_step(self, value, grad, slots, lr):
+        named = dict(zip(self.slot_names, slots))
+        v, rho = named["velocity"], self.rho
+        work = self._work(value.size, value.dtype)
+        np.multiply(grad, grad, out=work)
+        work *= 1.0 - rho
+        v *= rho
+        v += work
+        if self.centered:
+            a = named["average_gradient"]
+            a *= rho
+            a += (1.0 - rho) * grad
+            np.multiply(a, a, out=work)
+            np.subtract(v, work, out=work)
+            work += self.epsilon
+        else:
+            np.add(v, self.epsilon, out=work)
+        np.sqrt(work, out=work)
+        np.divide(grad, work, out=work)
+        work *= lr
+        if self.momentum:
+            m = named["momentum"]
+            m *= self.momentum
+            m += work
+            value -= m
+        else:
+            value -= work
+
+    def get_config(self):
+        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
+                "epsilon": self.epsilon, "centered": self.centered}

@@ -1,0 +1,58 @@
+"""Stochastic gradient descent with optional (Nesterov) momentum."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Optimizer
+
+
+class SGD(Optimizer):
+    """Keras 3's SGD.
+
+    Without momentum: ``w -= lr * g``. With momentum ``mu`` (velocity ``m``, starting at 0):
+    ``m = mu * m - lr * g``, then ``w += m``, or with Nesterov ``w += mu * m - lr * g``.
+
+    Example:
+        >>> SGD(learning_rate=0.1, momentum=0.9, nesterov=True)
+        SGD(learning_rate=0.1)
+    """
+
+    default_learning_rate = 0.01
+
+    def __init__(
+        self,
+        learning_rate=None,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        **kwargs,
+    ) -> None:
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
+            0.0 <= momentum <= 1.0
+        ):
+            raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+        self.slot_names = ("momentum",) if self.momentum else ()
+        super().__init__(learning_rate, **kwargs)
+
+    def update_step(self, value, grad, slots, lr):
+        scaled = self._work(value.size, value.dtype)
+        np.multiply(grad, lr, out=scaled)
+        if not self.momentum:
+            value -= scaled
+            return
+        (m,) = slots
+        mu = self.momentum
+        m *= mu
+        m -= scaled
+        if self.nesterov:
+            work = self._work(value.size, value.dtype, 1)
+            np.multiply(m, mu, out=work)
+            work -= scaled
+            value += work
+        else:
+            value += m
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov}
