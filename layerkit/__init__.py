@@ -8,6 +8,8 @@ Example:
 
 from . import (
     activations,
+    datasets,
+    io,
     backend,
     callbacks,
     initializers,
@@ -19,13 +21,16 @@ from . import (
     optimizers,
     utils,
 )
-from .models import Sequential
+from .models import Sequential, load_model
 from .version import __version__
 
 __all__ = [
     "Sequential",
     "__version__",
     "activations",
+    "datasets",
+    "io",
+    "load_model",
     "backend",
     "callbacks",
     "initializers",

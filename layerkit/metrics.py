@@ -173,3 +173,29 @@ def get(identifier: str | Metric) -> Metric:
         f"Unknown metric: expected one of {sorted(_BY_NAME) + ['accuracy']}. "
         f"Received: metrics={identifier!r}"
     )
+
+
+_CLASSES: dict[str, type[Metric]] = {
+    cls.__name__: cls
+    for cls in (Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
+                MeanSquaredError, MeanAbsoluteError)
+}
+
+
+def serialize(spec: str | Metric) -> str | dict[str, Any]:
+    """A JSON-serialisable form of a metric as given to ``compile`` (names stay names)."""
+    if isinstance(spec, str):
+        return spec
+    return {"class_name": type(spec).__name__, "config": spec.get_config()}
+
+
+def deserialize(spec: str | dict[str, Any]) -> str | Metric:
+    """Inverse of :func:`serialize`; only layerkit's metric classes are accepted."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, dict) and spec.get("class_name") in _CLASSES:
+        config = spec.get("config") or {}
+        if not isinstance(config, dict) or not set(config) <= {"name", "threshold"}:
+            raise ValueError(f"Invalid metric config. Received: {spec!r:.200}")
+        return _CLASSES[spec["class_name"]](**config)
+    raise ValueError(f"Unknown metric config. Received: {spec!r:.200}")

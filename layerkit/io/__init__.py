@@ -1,0 +1,21 @@
+"""Saving and loading: layerkit checkpoints (HDF5), and weights from Keras and TensorFlow.
+
+``model.save`` / ``lk.load_model`` keep everything needed to resume training;
+``model.save_weights`` / ``model.load_weights`` move weights by layer name, with a regex
+to pick layers, from layerkit, Keras 3, tf.keras 2 and TensorFlow 1 files.
+"""
+
+from .checkpoint import load_model, restore_training_state, save_model, save_weights
+from .stored import FormatError, StoredLayer
+from .weights import load_weights, read_any
+
+__all__ = [
+    "FormatError",
+    "StoredLayer",
+    "load_model",
+    "load_weights",
+    "read_any",
+    "restore_training_state",
+    "save_model",
+    "save_weights",
+]

@@ -1,5 +1,6 @@
-"""Models: ``Sequential`` (and ``load_model`` once checkpoints are in)."""
+"""Models: ``Sequential`` and ``load_model``."""
 
+from ..io.checkpoint import load_model
 from .sequential import Sequential
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load_model"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -235,6 +236,56 @@ class Sequential(Trainer):
         for layer in chosen:
             layer.trainable = True
         return [layer.name for layer in chosen]
+
+    # --- saving and loading ---------------------------------------------------------
+    def save(self, filepath: str | os.PathLike, include_optimizer: bool = True) -> str:
+        """Saves everything needed to resume training to one HDF5 file, atomically:
+        architecture, weights, trainable flags, compile config, optimizer state and
+        training position. Returns the absolute path. Reload with ``lk.load_model``."""
+        from ..io.checkpoint import save_model
+
+        return save_model(self, filepath, include_optimizer=include_optimizer)
+
+    def save_weights(self, filepath: str | os.PathLike) -> str:
+        """Saves the weights (one HDF5 group per layer) atomically; returns the path."""
+        from ..io.checkpoint import save_weights
+
+        if not self.built:
+            raise ValueError("Cannot save the weights of a model that is not built yet.")
+        return save_weights(self, filepath)
+
+    def load_weights(
+        self,
+        filepath: str | os.PathLike,
+        layers: str | Iterable[str] | None = None,
+        rename: dict[str, str] | Callable[[str], str] | None = None,
+        skip_mismatch: bool = False,
+    ) -> list[tuple[str, str]]:
+        """Restores weights by layer name from a layerkit, Keras or TensorFlow 1 file.
+
+        Args:
+            filepath: the file (its format is recognised from its content).
+            layers: a regular expression matched with ``re.fullmatch`` against the layer
+                names in the file (``"hidden[123]"``), or a list of names; all when None.
+            rename: a dict or function from names in the file to names in this model.
+            skip_mismatch: skip (with a warning) layers whose shapes do not fit,
+                instead of raising.
+
+        Returns:
+            The ``(name in file, name in model)`` pairs restored.
+
+        Raises:
+            ValueError: a selection that matches nothing, a layer the model lacks, or a
+                shape mismatch; raised before anything is changed.
+
+        Example:
+            >>> model.load_weights("mnist_mlp.h5", layers="hidden[123]")
+            [('hidden1', 'hidden1'), ('hidden2', 'hidden2'), ('hidden3', 'hidden3')]
+        """
+        from ..io.weights import load_weights
+
+        return load_weights(self, filepath, layers=layers, rename=rename,
+                            skip_mismatch=skip_mismatch)
 
     # --- description ----------------------------------------------------------------
     def summary(self, print_fn=None) -> None:

@@ -44,6 +44,8 @@ class Trainer:
         self._metrics: list[metrics_module.Metric] = []
         self._metric_specs: list = []
         self._epochs_done = 0
+        self._last_epoch = -1  # index of the last epoch completed by the current fit
+        self._resume_from_epoch: int | None = None  # set by BackupAndRestore
         self._plan_cache: dict[tuple, tuple] = {}
         self._stack: list = []  # the layers that compute (no InputLayer)
 
@@ -244,10 +246,14 @@ class Trainer:
             {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
         )
         cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
-        cache.prepare(x, x_val)
         self.stop_training = False
         self._nan_warned = False
+        self._last_epoch = initial_epoch - 1
+        self._resume_from_epoch = None
         callback_list.on_train_begin()
+        if self._resume_from_epoch is not None:
+            initial_epoch = max(initial_epoch, self._resume_from_epoch)
+        cache.prepare(x, x_val)
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
@@ -258,6 +264,7 @@ class Trainer:
                 val_logs = self._evaluate_arrays(val_features, y_val, batch_size, val_start)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             self._epochs_done += 1
+            self._last_epoch = epoch
             callback_list.on_epoch_end(epoch, logs)
             if verbose == 2:
                 print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
@@ -465,6 +472,7 @@ class Trainer:
 
         return {
             "epochs_done": self._epochs_done,
+            "last_epoch": self._last_epoch,
             "iterations": self.optimizer.iterations if self.optimizer else 0,
             "shuffle_rng": rng_state(self._shuffle_rng),
         }

@@ -1,0 +1,145 @@
+"""``model.load_weights``: pick layers by name from any supported file, all or nothing.
+
+Sources: layerkit checkpoints, Keras 3 ``.weights.h5``, legacy Keras / tf.keras ``.h5``,
+``.keras`` archives and TensorFlow 1 checkpoints, recognised by content. Every source is
+read into :class:`~layerkit.io.stored.StoredLayer` objects first; selection, renaming and
+shape checks are the same for all of them, and nothing is written into the model until
+every selected layer has been checked.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable
+
+from .checkpoint import is_layerkit_checkpoint, read_layerkit_layers, weight_mismatch
+from .stored import StoredLayer
+
+LayerSelection = str | Iterable[str] | None
+Rename = dict[str, str] | Callable[[str], str] | None
+
+
+def read_any(path: str | os.PathLike) -> list[StoredLayer]:
+    """Reads the stored layers of any supported weight file, in model order."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No weights file at {path}: it does not exist.")
+    if os.path.isfile(path) and is_layerkit_checkpoint(path):
+        return read_layerkit_layers(path)
+    from . import keras_files, tf1_checkpoint
+
+    kind = keras_files.detect_format(path)
+    if kind == "tf1_checkpoint":
+        return tf1_checkpoint.read_tf1_checkpoint(path)
+    return keras_files.read_keras_weights(path)
+
+
+def select(stored: list[StoredLayer], layers: LayerSelection, path: str) -> list[StoredLayer]:
+    """The stored layers chosen by a regex (``re.fullmatch``) or a list of names."""
+    names = [s.name for s in stored]
+    if layers is None:
+        if not stored:
+            raise ValueError(f"{path} holds no layers with weights.")
+        return list(stored)
+    if isinstance(layers, str):
+        try:
+            pattern = re.compile(layers)
+        except re.error as error:
+            raise ValueError(f"Invalid regular expression layers={layers!r}: {error}") from None
+        chosen = [s for s in stored if pattern.fullmatch(s.name)]
+        if not chosen:
+            raise ValueError(
+                f"layers={layers!r} matches no layer in {path}. The file holds: {names}."
+            )
+        return chosen
+    wanted = list(layers)
+    if not wanted or not all(isinstance(n, str) for n in wanted):
+        raise TypeError(
+            f"Expected layers to be a regex string or a non-empty list of names. "
+            f"Received: layers={layers!r:.100}"
+        )
+    missing = [n for n in wanted if n not in names]
+    if missing:
+        raise ValueError(f"Layers {missing} are not in {path}. The file holds: {names}.")
+    return [s for s in stored if s.name in wanted]
+
+
+def _target_name(name: str, rename: Rename) -> str:
+    if rename is None:
+        return name
+    if callable(rename):
+        target = rename(name)
+        if not isinstance(target, str):
+            raise TypeError(f"rename({name!r}) must return a layer name. Received: {target!r}")
+        return target
+    return rename.get(name, name)
+
+
+def load_weights(
+    model,
+    path: str | os.PathLike,
+    layers: LayerSelection = None,
+    rename: Rename = None,
+    skip_mismatch: bool = False,
+) -> list[tuple[str, str]]:
+    """Restores the selected layers of ``path`` into ``model``; returns the pairs
+    ``(name in file, name in model)`` restored. See ``Sequential.load_weights``."""
+    path = os.fspath(path)
+    if rename is not None and not (callable(rename) or isinstance(rename, dict)):
+        raise TypeError(f"Expected rename to be a dict or a function. Received: {rename!r:.100}")
+    stored = read_any(path)
+    chosen = select(stored, layers, path)
+    if isinstance(rename, dict):
+        unknown = [k for k in rename if k not in {s.name for s in chosen}]
+        if unknown:
+            raise ValueError(
+                f"rename names {unknown}, which are not among the selected layers "
+                f"{[s.name for s in chosen]} of {path}."
+            )
+    if not model.built:
+        _build_from(model, chosen, rename, path)
+    model_names = [layer.name for layer in model.layers]
+    pairs = []
+    targets_seen: dict[str, str] = {}
+    for s in chosen:
+        target = _target_name(s.name, rename)
+        if target in targets_seen:
+            raise ValueError(
+                f"Layers {targets_seen[target]!r} and {s.name!r} of {path} would both be "
+                f"restored into model layer {target!r}."
+            )
+        targets_seen[target] = s.name
+        if target not in model_names:
+            raise ValueError(
+                f"Layer {s.name!r} of {path} has no counterpart {target!r} in model "
+                f"{model.name!r}. Model layers: {model_names}. Use layers= to select "
+                "fewer layers or rename= to map names."
+            )
+        layer = model.get_layer(target)
+        problem = weight_mismatch(s, layer)
+        if problem:
+            if not skip_mismatch:
+                raise ValueError(f"Cannot restore from {path}: {problem}.")
+            warnings.warn(f"Skipping layer {s.name!r} of {path}: {problem}.", stacklevel=3)
+            continue
+        pairs.append((s, layer))
+    for s, layer in pairs:
+        for p in layer.weights:
+            p.assign(s.weights[p.name.split("/", 1)[1]])
+    return [(s.name, layer.name) for s, layer in pairs]
+
+
+def _build_from(model, chosen: list[StoredLayer], rename: Rename, path: str) -> None:
+    """Builds an unbuilt model from the kernel of the stored layer for its first layer."""
+    first = model.layers[0] if model.layers else None
+    for s in chosen:
+        kernel = s.weights.get("kernel")
+        if first is not None and _target_name(s.name, rename) == first.name and kernel is not None:
+            model.build((None, *kernel.shape[:-1]))
+            return
+    raise ValueError(
+        f"Model {model.name!r} is not built, so the shapes in {path} cannot be checked. "
+        "Build it first: model.build((None, n_features)), or start it with lk.layers.Input."
+    )

@@ -1,0 +1,62 @@
+"""Shared fixtures for the layerkit test suite.
+
+Test files are imported with ``--import-mode=importlib`` and cannot import one another,
+so everything they share lives here as fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+import layerkit as lk
+
+
+@pytest.fixture
+def float64():
+    """Computes in float64 for the duration of the test (gradient checks)."""
+    with lk.backend.floatx_scope("float64"):
+        yield "float64"
+
+
+@pytest.fixture
+def fresh_session():
+    """Restarts automatic layer names and seeds every generator with 0."""
+    lk.utils.clear_session()
+    lk.utils.set_random_seed(0)
+    yield
+    lk.utils.clear_session()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A local, seeded generator for test data (independent of layerkit's)."""
+    return np.random.default_rng(1234)
+
+
+def _central_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """d f / d x by central differences, perturbing ``x`` in place (and restoring it)."""
+    grad = np.zeros(x.shape, dtype=np.float64)
+    flat = x.reshape(-1)  # a view: x must be contiguous
+    assert np.shares_memory(flat, x)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        plus = f()
+        flat[i] = original - eps
+        minus = f()
+        flat[i] = original
+        grad.reshape(-1)[i] = (plus - minus) / (2.0 * eps)
+    return grad
+
+
+@pytest.fixture
+def numeric_grad() -> Callable[..., np.ndarray]:
+    """``numeric_grad(f, x, eps=1e-6)``: central-difference gradient of ``f()`` w.r.t. ``x``.
+
+    ``x`` is perturbed in place, one element at a time, and restored afterwards, so it
+    can be a weight's live value array.
+    """
+    return _central_difference

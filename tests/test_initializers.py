@@ -1,0 +1,139 @@
+"""Initializers: Keras 3 ranges and spreads, seeding, lookup and serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import layerkit as lk
+from layerkit import initializers
+
+SHAPE = (400, 200)  # fan_in 400, fan_out 200: 80,000 draws, enough for 2-3% on a std
+
+
+def _std(values):
+    return float(np.std(values.astype(np.float64)))
+
+
+def test_glorot_uniform_limit_and_spread():
+    w = initializers.GlorotUniform(seed=1)(SHAPE)
+    limit = np.sqrt(6.0 / (400 + 200))
+    assert w.dtype == np.float32
+    assert w.shape == SHAPE
+    assert np.abs(w).max() <= limit
+    assert np.abs(w).max() > 0.99 * limit
+    assert _std(w) == pytest.approx(limit / np.sqrt(3.0), rel=0.02)
+    assert abs(float(w.mean())) < 0.01 * limit
+
+
+def test_he_uniform_limit():
+    w = initializers.HeUniform(seed=2)(SHAPE)
+    limit = np.sqrt(6.0 / 400)
+    assert np.abs(w).max() <= limit
+    assert _std(w) == pytest.approx(np.sqrt(2.0 / 400), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("cls", "target_std"),
+    [
+        (initializers.GlorotNormal, np.sqrt(2.0 / 600)),
+        (initializers.HeNormal, np.sqrt(2.0 / 400)),
+        (initializers.LecunNormal, np.sqrt(1.0 / 400)),
+    ],
+)
+def test_truncated_normals_have_the_target_std(cls, target_std):
+    w = cls(seed=3)((SHAPE))
+    assert _std(w) == pytest.approx(target_std, rel=0.03)
+    # truncated at two standard deviations of the underlying (wider) normal
+    assert np.abs(w).max() <= 2.0 * target_std / 0.87962566103423978 * (1 + 1e-6)
+
+
+def test_random_normal_and_uniform_defaults():
+    w = initializers.RandomNormal(seed=4)(SHAPE)
+    assert _std(w) == pytest.approx(0.05, rel=0.02)
+    u = initializers.RandomUniform(seed=4)(SHAPE)
+    assert u.min() >= -0.05 and u.max() <= 0.05
+    assert u.max() > 0.0499
+
+
+def test_constants():
+    assert np.array_equal(initializers.get("zeros")((2, 3)), np.zeros((2, 3)))
+    assert np.array_equal(initializers.get("ones")((3,)), np.ones(3))
+    assert np.array_equal(initializers.Constant(2.5)((2, 2)), np.full((2, 2), 2.5))
+
+
+def test_variance_scaling_modes():
+    w = initializers.VarianceScaling(scale=3.0, mode="fan_out", distribution="uniform", seed=0)(
+        SHAPE)
+    assert np.abs(w).max() <= np.sqrt(3 * 3.0 / 200)
+    assert _std(w) == pytest.approx(np.sqrt(3.0 / 200), rel=0.02)
+    w = initializers.VarianceScaling(scale=2.0, mode="fan_avg",
+                                     distribution="untruncated_normal", seed=0)(SHAPE)
+    assert _std(w) == pytest.approx(np.sqrt(2.0 / 300), rel=0.02)
+    with pytest.raises(ValueError, match="mode='fan_x'"):
+        initializers.VarianceScaling(mode="fan_x")
+    with pytest.raises(ValueError, match="distribution='normalish'"):
+        initializers.VarianceScaling(distribution="normalish")
+    with pytest.raises(ValueError, match="scale=-1"):
+        initializers.VarianceScaling(scale=-1)
+
+
+def test_seeded_initializer_repeats_and_seeds_differ():
+    init = initializers.GlorotUniform(seed=7)
+    a, b = init((5, 4)), init((5, 4))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, initializers.GlorotUniform(seed=8)((5, 4)))
+
+
+def test_global_seed_makes_unseeded_draws_reproducible():
+    lk.utils.set_random_seed(11)
+    a = initializers.get("glorot_uniform")((6, 3))
+    b = initializers.get("glorot_uniform")((6, 3))
+    lk.utils.set_random_seed(11)
+    a2 = initializers.get("glorot_uniform")((6, 3))
+    assert np.array_equal(a, a2)
+    assert not np.array_equal(a, b)
+
+
+def test_dtype_follows_floatx(float64):
+    assert initializers.HeNormal(seed=0)((3, 3)).dtype == np.float64
+    assert initializers.HeNormal(seed=0)((3, 3), dtype="float32").dtype == np.float32
+
+
+def test_dense_uses_its_initializers(fresh_session):
+    layer = lk.layers.Dense(4, kernel_initializer="ones", bias_initializer=
+                            initializers.Constant(0.5))
+    layer.build((None, 3))
+    assert np.array_equal(layer.kernel.value, np.ones((3, 4)))
+    assert np.array_equal(layer.bias.value, np.full(4, 0.5))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["zeros", "ones", "random_normal", "random_uniform", "glorot_uniform", "glorot_normal",
+     "he_uniform", "he_normal", "lecun_normal", "variance_scaling"],
+)
+def test_lookup_and_serialise_round_trip(name):
+    init = initializers.get(name)
+    spec = initializers.serialize(init)
+    assert spec == name or spec["class_name"] == name
+    assert type(initializers.get(initializers.serialize(init))) is type(init)
+
+
+def test_serialise_keeps_the_configuration():
+    spec = initializers.serialize(initializers.RandomNormal(mean=1.0, stddev=0.5, seed=3))
+    again = initializers.get(spec)
+    assert (again.mean, again.stddev, again.seed) == (1.0, 0.5, 3)
+    assert np.array_equal(again((3, 2)), initializers.RandomNormal(1.0, 0.5, seed=3)((3, 2)))
+
+
+def test_unknown_initializer_name():
+    with pytest.raises(ValueError, match=r"Unknown initializer.*'glorot_sideways'"):
+        initializers.get("glorot_sideways")
+    with pytest.raises(ValueError, match="glorot_sideways"):
+        lk.layers.Dense(2, kernel_initializer="glorot_sideways")
+
+
+def test_bad_seed_type():
+    with pytest.raises(TypeError, match="seed=1.5"):
+        initializers.GlorotUniform(seed=1.5)

@@ -1,0 +1,99 @@
+"""Metrics: per-batch values, running averages, and how "accuracy" is resolved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import layerkit as lk
+from layerkit import losses, metrics
+
+
+def test_binary_accuracy_threshold():
+    m = metrics.BinaryAccuracy()
+    y = np.array([[1], [1], [0], [0]])
+    p = np.array([[0.98], [0.4], [0.1], [0.6]])
+    assert m(y, p) == pytest.approx(0.5)
+    assert metrics.BinaryAccuracy(threshold=0.3)(y, p) == pytest.approx(0.75)
+    assert metrics.BinaryAccuracy(threshold=0.0)(y, np.array([[2.0], [0.1], [-1.0], [-3.0]])) \
+        == pytest.approx(1.0)
+
+
+def test_categorical_and_sparse_accuracy():
+    p = np.array([[0.1, 0.9, 0.0], [0.05, 0.95, 0.0], [0.7, 0.2, 0.1]])
+    y_sparse = np.array([2, 1, 0])
+    assert metrics.SparseCategoricalAccuracy()(y_sparse, p) == pytest.approx(2 / 3)
+    assert metrics.SparseCategoricalAccuracy()(y_sparse.reshape(-1, 1), p) == pytest.approx(2 / 3)
+    assert metrics.CategoricalAccuracy()(np.eye(3)[y_sparse], p) == pytest.approx(2 / 3)
+
+
+def test_accuracy_exact_match():
+    assert metrics.Accuracy()(np.array([1, 2, 3, 4]), np.array([0, 2, 3, 4])) == 0.75
+
+
+def test_regression_metrics():
+    y = np.array([[0.0, 1.0], [0.0, 0.0]])
+    p = np.array([[1.0, 1.0], [1.0, 0.0]])
+    assert metrics.MeanSquaredError()(y, p) == pytest.approx(0.5)
+    assert metrics.MeanAbsoluteError()(y, p * 3) == pytest.approx((3 + 2 + 3 + 0) / 4)
+
+
+def test_running_average_is_weighted_by_samples():
+    m = metrics.SparseCategoricalAccuracy()
+    assert m.result() == 0.0
+    m.update_state(np.array([0, 1]), np.array([[1.0, 0.0], [1.0, 0.0]]))  # 1 of 2
+    m.update_state(np.array([1]), np.array([[0.0, 1.0]]))  # 1 of 1
+    assert m.result() == pytest.approx(2 / 3)
+    # __call__ leaves the running state alone
+    assert m(np.array([0]), np.array([[0.0, 1.0]])) == 0.0
+    assert m.result() == pytest.approx(2 / 3)
+    m.reset_state()
+    assert m.result() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("loss", "shape", "cls", "threshold"),
+    [
+        (losses.SparseCategoricalCrossentropy(), (None, 10), metrics.SparseCategoricalAccuracy,
+         None),
+        (losses.CategoricalCrossentropy(), (None, 10), metrics.CategoricalAccuracy, None),
+        (losses.BinaryCrossentropy(), (None, 1), metrics.BinaryAccuracy, 0.5),
+        (losses.BinaryCrossentropy(from_logits=True), (None, 1), metrics.BinaryAccuracy, 0.0),
+        (losses.MeanSquaredError(), (None, 1), metrics.BinaryAccuracy, 0.5),
+        (losses.MeanSquaredError(), (None, 4), metrics.CategoricalAccuracy, None),
+    ],
+)
+def test_accuracy_resolution(loss, shape, cls, threshold):
+    m = metrics.resolve("accuracy", loss, shape)
+    assert type(m) is cls
+    assert m.name == "accuracy"
+    if threshold is not None:
+        assert m.threshold == threshold
+    assert metrics.resolve("acc", loss, shape).name == "acc"
+
+
+def test_metric_names():
+    assert type(metrics.get("mae")) is metrics.MeanAbsoluteError
+    assert metrics.get("mae").name == "mae"
+    assert type(metrics.get("mean_squared_error")) is metrics.MeanSquaredError
+    with pytest.raises(ValueError, match="metrics='f2_score'"):
+        metrics.get("f2_score")
+
+
+def test_model_accuracy_matches_numpy(fresh_session, rng):
+    model = lk.Sequential([lk.layers.Dense(3, activation="softmax", input_dim=4)])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x = rng.normal(size=(50, 4)).astype(np.float32)
+    y = rng.integers(0, 3, size=50)
+    loss, acc = model.evaluate(x, y, batch_size=7)
+    p = model.predict(x)
+    assert acc == pytest.approx(np.mean(p.argmax(axis=1) == y))
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(50), y])), rel=1e-5)
+    assert model.metrics_names == ["loss", "accuracy"]
+
+
+def test_compile_rejects_unknown_metric(fresh_session):
+    model = lk.Sequential([lk.layers.Dense(1, input_dim=2)])
+    with pytest.raises(ValueError, match="metrics='precision_at_k'"):
+        model.compile(optimizer="sgd", loss="mse", metrics=["precision_at_k"])
