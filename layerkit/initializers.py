@@ -229,8 +229,10 @@ _BY_NAME: dict[str, type[Initializer]] = {
 _NAME_OF = {cls: name for name, cls in _BY_NAME.items()}
 
 
-def get(identifier: str | Initializer | dict) -> Initializer:
-    """Returns an initializer for a name, an object, or a config dict from :func:`serialize`."""
+def get(identifier: str | Initializer | dict, argument: str = "initializer") -> Initializer:
+    """Returns an initializer for a name, an object, or a config dict from :func:`serialize`.
+
+    ``argument`` names the constructor argument in error messages."""
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
@@ -239,16 +241,18 @@ def get(identifier: str | Initializer | dict) -> Initializer:
         except KeyError:
             raise ValueError(
                 f"Unknown initializer: expected one of {sorted(_BY_NAME)}. "
-                f"Received: {identifier!r}"
+                f"Received: {argument}={identifier!r}"
             ) from None
     if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
         cls = _BY_NAME.get(str(identifier["class_name"]))
         if cls is None or not isinstance(identifier["config"], dict):
-            raise ValueError(f"Unknown initializer config. Received: {identifier!r:.200}")
+            raise ValueError(
+                f"Unknown initializer config. Received: {argument}={identifier!r:.200}"
+            )
         return cls.from_config(identifier["config"])
     raise TypeError(
         "Expected an initializer name or object. "
-        f"Received: {identifier!r:.100} of type {type(identifier).__name__}"
+        f"Received: {argument}={identifier!r:.100} of type {type(identifier).__name__}"
     )
 
 

@@ -211,7 +211,7 @@ class CategoricalCrossentropy(Loss):
         if not need_grad:
             return value, None
         # d/dp of -sum y log(p / sum p) = -y / p + sum(y) / sum(p)
-        grad = y_true.sum(axis=-1, keepdims=True) / total - y_true / p
+        grad = y_true.sum(axis=-1, keepdims=True) / total - y_true / (p * total)
         grad *= 1.0 / n
         return value, grad.astype(y_pred.dtype, copy=False)
 
@@ -244,14 +244,16 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             )
         if y.dtype.kind == "f":
             if not np.array_equal(y, np.round(y)):
-                raise ValueError("Expected integer class labels in y. Received non-integer values.")
+                raise ValueError(
+                    "Invalid y: expected integer class labels. Received non-integer values."
+                )
         elif y.dtype.kind == "b":
             raise TypeError("Expected integer class labels in y. Received booleans.")
         classes = output_shape[-1]
         if y.size and (y.min() < 0 or y.max() >= classes):
             raise ValueError(
-                f"Expected class labels in [0, {classes - 1}] for a model with {classes} outputs. "
-                f"Received labels from {y.min():g} to {y.max():g}."
+                f"Invalid y: expected class labels in [0, {classes - 1}] for a model with "
+                f"{classes} outputs. Received labels from {y.min():g} to {y.max():g}."
             )
         return y.astype(np.intp, copy=False)
 

@@ -106,3 +106,24 @@ def pack(parameters: Sequence[Parameter], dtype: np.dtype) -> Arena:
         p.arena, p.offset = arena, offset
         offset = end
     return arena
+
+
+def check_new_values(parameters: Sequence[Parameter], weights, owner: str) -> list[np.ndarray]:
+    """Validates a ``set_weights`` list against ``parameters`` without changing anything.
+
+    Returns the arrays to assign. Raises TypeError or ValueError naming the weight.
+    """
+    if not isinstance(weights, (list, tuple)):
+        raise TypeError(f"Expected a list of arrays. Received: {type(weights).__name__}")
+    if len(weights) != len(parameters):
+        raise ValueError(
+            f"{owner} expects {len(parameters)} weights "
+            f"({[p.name for p in parameters]}), received {len(weights)}."
+        )
+    arrays = [np.asarray(w) for w in weights]
+    for p, w in zip(parameters, arrays):
+        if w.shape != p.shape:
+            raise ValueError(f"Weight {p.name!r}: expected shape {p.shape}, received {w.shape}.")
+        if w.dtype.kind not in "fiub":
+            raise TypeError(f"Weight {p.name!r} must be numeric. Received dtype {w.dtype}.")
+    return arrays

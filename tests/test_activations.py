@@ -81,7 +81,8 @@ def test_large_inputs_do_not_overflow():
     np.testing.assert_allclose(sm, [[0.0, 0.0, 1.0]])
     np.testing.assert_allclose(e, [[-1.0, 0.0, 1000.0]])
     np.testing.assert_allclose(t, [[-1.0, 0.0, 1.0]])
-    assert np.isfinite(s).all() and np.isfinite(sm).all()
+    assert np.isfinite(s).all()
+    assert np.isfinite(sm).all()
 
 
 def test_float32_stays_float32_and_ints_become_float():
@@ -110,10 +111,10 @@ def test_unknown_activation_name():
 
 
 def test_plain_function_is_rejected():
-    with pytest.raises(TypeError, match="activation="):
+    with pytest.raises(TypeError, match=r"activation="):
         activations.get(np.tanh)
 
 
 def test_dense_rejects_unknown_activation():
-    with pytest.raises(ValueError, match="activation='relu6x'"):
+    with pytest.raises(ValueError, match=r"activation='relu6x'"):
         lk.layers.Dense(3, activation="relu6x")

@@ -76,7 +76,7 @@ def test_metric_names():
     assert type(metrics.get("mae")) is metrics.MeanAbsoluteError
     assert metrics.get("mae").name == "mae"
     assert type(metrics.get("mean_squared_error")) is metrics.MeanSquaredError
-    with pytest.raises(ValueError, match="metrics='f2_score'"):
+    with pytest.raises(ValueError, match=r"metrics='f2_score'"):
         metrics.get("f2_score")
 
 
@@ -95,5 +95,5 @@ def test_model_accuracy_matches_numpy(fresh_session, rng):
 
 def test_compile_rejects_unknown_metric(fresh_session):
     model = lk.Sequential([lk.layers.Dense(1, input_dim=2)])
-    with pytest.raises(ValueError, match="metrics='precision_at_k'"):
+    with pytest.raises(ValueError, match=r"metrics='precision_at_k'"):
         model.compile(optimizer="sgd", loss="mse", metrics=["precision_at_k"])

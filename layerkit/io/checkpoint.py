@@ -168,13 +168,25 @@ def read_dataset(obj: Any, path: str, label: str) -> np.ndarray:
         raise FormatError(f"{path}: cannot read {label} (truncated file?): {error}") from None
 
 
+def _safe_get(parent: h5py.Group, key: str, path: str):
+    """``parent[key]`` after checking that no component of ``key`` is a link (an external
+    link could make the loader read another file on the machine)."""
+    obj = parent
+    for part in key.split("/"):
+        if not isinstance(obj, h5py.Group) or part not in obj:
+            raise FormatError(f"{path}: {parent.name.rstrip('/')}/{key} is missing.")
+        if isinstance(obj.get(part, getlink=True), (h5py.ExternalLink, h5py.SoftLink)):
+            raise FormatError(
+                f"{path}: {obj.name.rstrip('/')}/{part} is a link; refusing to follow it."
+            )
+        obj = obj[part]
+    return obj
+
+
 def _checked_group(parent: h5py.Group, key: str, path: str) -> h5py.Group:
-    link = parent.get(key, getlink=True)
-    if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-        raise FormatError(f"{path}: {parent.name}/{key} is a link; refusing to follow it.")
-    obj = parent.get(key)
+    obj = _safe_get(parent, key, path)
     if not isinstance(obj, h5py.Group):
-        raise FormatError(f"{path}: {parent.name}/{key} is missing or not a group.")
+        raise FormatError(f"{path}: {obj.name} is not a group.")
     return obj
 
 
@@ -189,9 +201,7 @@ def read_layers(f: h5py.File, path: str) -> list[StoredLayer]:
         group = _checked_group(weights, name, path)
         arrays = {}
         for key in group:
-            if isinstance(group.get(key, getlink=True), (h5py.ExternalLink, h5py.SoftLink)):
-                raise FormatError(f"{path}: {group.name}/{key} is a link; refusing to follow it.")
-            arrays[key] = read_dataset(group[key], path, f"{group.name}/{key}")
+            arrays[key] = read_dataset(_safe_get(group, key, path), path, f"{group.name}/{key}")
         order = {"kernel": 0, "bias": 1}
         arrays = dict(sorted(arrays.items(), key=lambda kv: order.get(kv[0], 2)))
         layers.append(
@@ -211,11 +221,14 @@ def _read_optimizer_state(f: h5py.File, path: str) -> dict[str, Any] | None:
     group = _checked_group(f, "optimizer", path)
     names = json.loads(_attr_str(group, "parameter_names") or "[]")
     slots: dict[str, dict[str, np.ndarray]] = {}
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise FormatError(f"{path}: optimizer attribute 'parameter_names' is not a list of names.")
     for name in names:
-        holder = group.get(name)
-        if not isinstance(holder, h5py.Group):
-            raise FormatError(f"{path}: optimizer state for {name!r} is missing.")
-        slots[name] = {s: read_dataset(holder[s], path, f"optimizer/{name}/{s}") for s in holder}
+        holder = _checked_group(group, name, path)
+        slots[name] = {
+            slot: read_dataset(_safe_get(holder, slot, path), path, f"optimizer/{name}/{slot}")
+            for slot in holder
+        }
     return {"iterations": int(group.attrs.get("iterations", 0)), "slots": slots}
 
 

@@ -24,8 +24,8 @@ Rename = dict[str, str] | Callable[[str], str] | None
 def read_any(path: str | os.PathLike) -> list[StoredLayer]:
     """Reads the stored layers of any supported weight file, in model order."""
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"No weights file at {path}: it does not exist.")
+    # A TensorFlow 1 checkpoint is named by a prefix that is not itself a file, so a
+    # missing path is left to detect_format, which names it in its error.
     if os.path.isfile(path) and is_layerkit_checkpoint(path):
         return read_layerkit_layers(path)
     from . import keras_files, tf1_checkpoint
@@ -98,47 +98,53 @@ def load_weights(
                 f"rename names {unknown}, which are not among the selected layers "
                 f"{[s.name for s in chosen]} of {path}."
             )
-    if not model.built:
-        _build_from(model, chosen, rename, path)
-    model_names = [layer.name for layer in model.layers]
-    pairs = []
-    targets_seen: dict[str, str] = {}
-    for s in chosen:
-        target = _target_name(s.name, rename)
-        if target in targets_seen:
-            raise ValueError(
-                f"Layers {targets_seen[target]!r} and {s.name!r} of {path} would both be "
-                f"restored into model layer {target!r}."
-            )
-        targets_seen[target] = s.name
-        if target not in model_names:
-            raise ValueError(
-                f"Layer {s.name!r} of {path} has no counterpart {target!r} in model "
-                f"{model.name!r}. Model layers: {model_names}. Use layers= to select "
-                "fewer layers or rename= to map names."
-            )
-        layer = model.get_layer(target)
-        problem = weight_mismatch(s, layer)
-        if problem:
-            if not skip_mismatch:
-                raise ValueError(f"Cannot restore from {path}: {problem}.")
-            warnings.warn(f"Skipping layer {s.name!r} of {path}: {problem}.", stacklevel=3)
-            continue
-        pairs.append((s, layer))
+    built_here = _build_from(model, chosen, rename, path) if not model.built else None
+    try:
+        model_names = [layer.name for layer in model.layers]
+        pairs = []
+        targets_seen: dict[str, str] = {}
+        for s in chosen:
+            target = _target_name(s.name, rename)
+            if target in targets_seen:
+                raise ValueError(
+                    f"Layers {targets_seen[target]!r} and {s.name!r} of {path} would both be "
+                    f"restored into model layer {target!r}."
+                )
+            targets_seen[target] = s.name
+            if target not in model_names:
+                raise ValueError(
+                    f"Layer {s.name!r} of {path} has no counterpart {target!r} in model "
+                    f"{model.name!r}. Model layers: {model_names}. Use layers= to select "
+                    "fewer layers or rename= to map names."
+                )
+            layer = model.get_layer(target)
+            problem = weight_mismatch(s, layer)
+            if problem:
+                if not skip_mismatch:
+                    raise ValueError(f"Cannot restore from {path}: {problem}.")
+                warnings.warn(f"Skipping layer {s.name!r} of {path}: {problem}.", stacklevel=3)
+                continue
+            pairs.append((s, layer))
+    except BaseException:
+        if built_here is not None:  # all or nothing: an unbuilt model stays unbuilt
+            model.unbuild(built_here)
+        raise
     for s, layer in pairs:
         for p in layer.weights:
             p.assign(s.weights[p.name.split("/", 1)[1]])
     return [(s.name, layer.name) for s, layer in pairs]
 
 
-def _build_from(model, chosen: list[StoredLayer], rename: Rename, path: str) -> None:
-    """Builds an unbuilt model from the kernel of the stored layer for its first layer."""
+def _build_from(model, chosen: list[StoredLayer], rename: Rename, path: str) -> list:
+    """Builds an unbuilt model from the kernel of the stored layer for its first layer;
+    returns the layers it built."""
     first = model.layers[0] if model.layers else None
     for s in chosen:
         kernel = s.weights.get("kernel")
         if first is not None and _target_name(s.name, rename) == first.name and kernel is not None:
+            unbuilt = [layer for layer in model._layers if not layer.built]
             model.build((None, *kernel.shape[:-1]))
-            return
+            return unbuilt
     raise ValueError(
         f"Model {model.name!r} is not built, so the shapes in {path} cannot be checked. "
         "Build it first: model.build((None, n_features)), or start it with lk.layers.Input."

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import backend
-from ..parameter import Parameter
+from ..parameter import Parameter, check_new_values
 
 Backward = Callable[[np.ndarray, bool], "np.ndarray | None"]
 Shape = tuple  # (None or int, ...)
@@ -127,6 +127,13 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
 
+    def unbuild(self) -> None:
+        """Forgets the weights and shapes, as before ``build`` (undoes a failed load)."""
+        self._parameters = []
+        self._buffers.clear()
+        self.built = False
+        self.input_shape = self.output_shape = None
+
     def add_weight(self, name: str, shape: tuple, initializer) -> Parameter:
         value = initializer(shape, dtype=self.dtype)
         parameter = Parameter(f"{self.name}/{name}", value, lambda: self._trainable)
@@ -178,22 +185,7 @@ class Layer:
 
     def set_weights(self, weights: list) -> None:
         """Sets all weights at once; on any mismatch raises ValueError and changes nothing."""
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"Expected a list of arrays. Received: {type(weights).__name__}")
-        if len(weights) != len(self._parameters):
-            raise ValueError(
-                f"Layer {self.name!r} expects {len(self._parameters)} weights "
-                f"({[p.name for p in self._parameters]}), received {len(weights)}."
-            )
-        arrays = [np.asarray(w) for w in weights]
-        for p, w in zip(self._parameters, arrays):
-            if w.shape != p.shape:
-                raise ValueError(
-                    f"Layer {self.name!r} weight {p.name!r}: expected shape {p.shape}, "
-                    f"received {w.shape}."
-                )
-            if w.dtype.kind not in "fiub":
-                raise TypeError(f"Weight {p.name!r} must be numeric. Received dtype {w.dtype}.")
+        arrays = check_new_values(self._parameters, weights, f"Layer {self.name!r}")
         for p, w in zip(self._parameters, arrays):
             p.assign(w)
 

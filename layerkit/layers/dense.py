@@ -56,8 +56,8 @@ class Dense(Layer):
         if not isinstance(use_bias, (bool, np.bool_)):
             raise TypeError(f"Expected use_bias to be a bool. Received: use_bias={use_bias!r}")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer)
-        self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
         self.kernel = None
         self.bias = None
 
@@ -72,6 +72,10 @@ class Dense(Layer):
         if self.use_bias:
             self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
         super().build(input_shape)
+
+    def unbuild(self) -> None:
+        super().unbuild()
+        self.kernel = self.bias = None
 
     def compute_output_shape(self, input_shape):
         return (*tuple(input_shape)[:-1], self.units)

@@ -32,14 +32,16 @@ class FrozenOutputCache:
 
     # --- deciding what to cache ------------------------------------------------------
     def _frozen_prefix(self) -> tuple[int, int]:
-        """(cacheable length, frozen length): leading layers without trainable weights,
-        the first stopped by a layer that is not deterministic."""
+        """(cacheable length, frozen length). The frozen run ends with the last frozen layer
+        with weights below the first trainable one; the cacheable run is its part below
+        the first layer that is not deterministic (Dropout)."""
         layers = self.model._stack
         frozen = 0
-        while frozen < len(layers) - 1 and not (
-            layers[frozen]._trainable and layers[frozen]._parameters
-        ):
-            frozen += 1
+        for i, layer in enumerate(layers[:-1]):  # the top layer always runs
+            if layer._trainable and layer._parameters:
+                break
+            if layer._parameters:
+                frozen = i + 1
         cacheable = 0
         while cacheable < frozen and layers[cacheable].deterministic:
             cacheable += 1

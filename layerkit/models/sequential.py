@@ -12,7 +12,7 @@ import numpy as np
 
 from ..layers.base import Layer, check_name, deserialize, serialize, unique_name
 from ..layers.input_layer import InputLayer
-from ..parameter import Parameter, pack
+from ..parameter import Parameter, check_new_values, pack
 from ..random import make_rng
 from .summary import format_summary
 from .trainer import Trainer
@@ -140,6 +140,14 @@ class Sequential(Trainer):
         self.built = True
         self._on_structure_change()
 
+    def unbuild(self, layers: Iterable[Layer] | None = None) -> None:
+        """Returns the model (and ``layers``, all by default) to the unbuilt state."""
+        for layer in self._layers if layers is None else layers:
+            layer.unbuild()
+        self.built = False
+        self._input_shape = self._output_shape = self._arena = None
+        self._on_structure_change()
+
     def _declared_input_shape(self) -> tuple | None:
         return self._layers[0]._declared_input_shape if self._layers else None
 
@@ -174,19 +182,7 @@ class Sequential(Trainer):
     def set_weights(self, weights: list) -> None:
         """Sets all weights at once; on any mismatch raises ValueError and changes nothing."""
         parameters = self.weights
-        if not isinstance(weights, (list, tuple)):
-            raise TypeError(f"Expected a list of arrays. Received: {type(weights).__name__}")
-        if len(weights) != len(parameters):
-            raise ValueError(
-                f"Model {self.name!r} expects {len(parameters)} weight arrays, "
-                f"received {len(weights)}."
-            )
-        arrays = [np.asarray(w) for w in weights]
-        for p, w in zip(parameters, arrays):
-            if w.shape != p.shape:
-                raise ValueError(
-                    f"Weight {p.name!r}: expected shape {p.shape}, received {w.shape}."
-                )
+        arrays = check_new_values(parameters, weights, f"Model {self.name!r}")
         for p, w in zip(parameters, arrays):
             p.assign(w)
 

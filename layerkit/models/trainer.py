@@ -293,6 +293,8 @@ class Trainer:
         logs: dict[str, float] = {}
         try:
             for step in range(steps):
+                if wants_batch:  # first: a callback may change what the cache depends on
+                    callback_list.on_train_batch_begin(step)
                 start_layer, features = cache.training_inputs()
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 if order is None:
@@ -309,8 +311,6 @@ class Trainer:
                     yb = y_buffers[rows]
                     np.take(features, idx, axis=0, out=xb)
                     np.take(y, idx, axis=0, out=yb)
-                if wants_batch:
-                    callback_list.on_train_batch_begin(step)
                 value, out = self._step(xb, yb, start_layer)
                 rows = hi - lo
                 total_loss += value * rows

@@ -74,7 +74,7 @@ class Optimizer:
         self._slot_blocks: list[tuple[np.ndarray, ...]] = []  # flat storage, one per slot
         self._slot_place: dict[str, tuple[int, int]] = {}  # name -> (block index, offset)
         self._pending_state: dict[str, dict[str, np.ndarray]] = {}
-        self._plans: dict[tuple, list[_Run]] = {}
+        self._plans: dict[tuple, tuple[list[_Run], list]] = {}
         self._scratch: dict[tuple, np.ndarray] = {}
 
     # --- learning rate --------------------------------------------------------------
@@ -226,15 +226,18 @@ class Optimizer:
         raise NotImplementedError
 
     def _plan(self, parameters: Sequence[Parameter]) -> list[_Run]:
-        key = tuple((p.name, id(p.arena), p.offset) for p in parameters)
-        runs = self._plans.get(key)
-        if runs is None:
+        # Keyed on the objects, not the names: a rebuilt layer with the same name has new
+        # arrays. The cached entry keeps the parameters and arenas alive, so ids stay unique.
+        key = tuple((id(p), id(p.arena), p.offset) for p in parameters)
+        entry = self._plans.get(key)
+        if entry is None:
             self.build(parameters)
-            runs = self._make_runs(parameters)
             if len(self._plans) > 16:
                 self._plans.clear()
-            self._plans[key] = runs
-        return runs
+            entry = self._plans[key] = (
+                self._make_runs(parameters), [(p, p.arena) for p in parameters]
+            )
+        return entry[0]
 
     def _make_runs(self, parameters: Sequence[Parameter]) -> list[_Run]:
         groups: list[list[Parameter]] = []

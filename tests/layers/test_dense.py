@@ -157,25 +157,25 @@ def test_set_weights_validates_and_changes_nothing(fresh_session):
     layer = Dense(2, input_dim=3)
     layer.build((None, 3))
     before = layer.get_weights()
-    with pytest.raises(ValueError, match="expects 2 weights.*received 1"):
+    with pytest.raises(ValueError, match=r"expects 2 weights.*received 1"):
         layer.set_weights([np.zeros((3, 2))])
     with pytest.raises(ValueError, match=r"expected shape \(2,\), received \(3,\)"):
         layer.set_weights([np.zeros((3, 2)), np.zeros(3)])
     after = layer.get_weights()
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=True):
         assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("units", [-3, 0])
 def test_bad_units(units):
-    with pytest.raises(ValueError, match=f"units={units}"):
+    with pytest.raises(ValueError, match=rf"units={units}"):
         Dense(units)
 
 
 def test_non_integer_units():
-    with pytest.raises(TypeError, match="units=2.5"):
+    with pytest.raises(TypeError, match=r"units=2.5"):
         Dense(2.5)
-    with pytest.raises(TypeError, match="units=True"):
+    with pytest.raises(TypeError, match=r"units=True"):
         Dense(True)
 
 
