@@ -35,7 +35,8 @@ class Parameter:
     Attributes:
         name: stable path ``"<layer>/<weight>"``; optimizer state is keyed by it.
         value: the weight array (a view into the model's arena once packed).
-        grad: the gradient array, same shape and dtype, overwritten by each backward pass.
+        grad: the gradient array, same shape and dtype, overwritten by each backward pass;
+            once the optimizer has applied it, it may have used it as scratch space.
         arena, offset: where ``value`` and ``grad`` live in a packed arena (``None``, 0 if not).
         version: bumped whenever the value is replaced from outside training
             (``assign``), so caches of frozen-layer outputs know they are stale.

@@ -140,14 +140,16 @@ def _attr_str(obj, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _attr_json(f: h5py.File, key: str, path: str, default: Any = None) -> Any:
-    text = _attr_str(f, key)
+def _attr_json(obj: h5py.Group, key: str, path: str, default: Any = None) -> Any:
+    text = _attr_str(obj, key)
     if text is None:
         return default
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise FormatError(f"{path}: attribute {key!r} is not valid JSON ({error}).") from None
+        raise FormatError(
+            f"{path}: attribute {key!r} of {obj.name} is not valid JSON ({error})."
+        ) from None
 
 
 def read_dataset(obj: Any, path: str, label: str) -> np.ndarray:
@@ -219,7 +221,7 @@ def _read_optimizer_state(f: h5py.File, path: str) -> dict[str, Any] | None:
     if "optimizer" not in f:
         return None
     group = _checked_group(f, "optimizer", path)
-    names = json.loads(_attr_str(group, "parameter_names") or "[]")
+    names = _attr_json(group, "parameter_names", path, [])
     slots: dict[str, dict[str, np.ndarray]] = {}
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise FormatError(f"{path}: optimizer attribute 'parameter_names' is not a list of names.")
@@ -248,10 +250,15 @@ def load_model(path: str | os.PathLike):
         config = _attr_json(f, "model_config", path)
         if config is None:
             raise FormatError(f"{path}: no model_config; it was written by save_weights().")
+        if _attr_str(f, "kind") != "model":
+            raise FormatError(
+                f"{path} holds weights only (written by save_weights): build the model and "
+                "call model.load_weights() instead of load_model()."
+            )
         try:
             model = Sequential.from_config(config)
-        except (TypeError, KeyError) as error:
-            raise FormatError(f"{path}: invalid model_config ({error}).") from None
+        except (TypeError, KeyError, ValueError) as error:
+            raise FormatError(f"{path}: invalid model_config: {error}") from None
         stored = read_layers(f, path)
         if stored and not model.built:
             raise FormatError(f"{path}: the model_config has no input shape for its weights.")

@@ -15,6 +15,10 @@ class Adam(Optimizer):
     ``alpha = lr sqrt(1 - beta_2^t) / (1 - beta_1^t)``;
     ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
     ``w -= alpha m / (sqrt(v) + eps)`` (eps outside the root, as Keras).
+
+    Internally the moments are kept as ``m / (1 - beta_1)`` and ``v / (1 - beta_2)``, which
+    turns each moment update into ``s = beta s + g`` and saves passes over the weights (the
+    update is memory-bound); ``slots()`` and ``state_dict()`` report Keras's ``m`` and ``v``.
     """
 
     slot_names = ("momentum", "velocity")
@@ -33,26 +37,27 @@ class Adam(Optimizer):
         self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
         super().__init__(learning_rate, **kwargs)
 
+    def slot_scale(self, slot):
+        return 1.0 - (self.beta_1 if slot == "momentum" else self.beta_2)
+
     def update_step(self, value, grad, slots, lr):
-        m, v = slots
+        m, v = slots  # scaled moments, see the class docstring
+        b1, b2 = self.beta_1, self.beta_2
         t = self.iterations + 1
-        alpha = lr * math.sqrt(1.0 - self.beta_2**t) / (1.0 - self.beta_1**t)
-        work = self._work(value.size, value.dtype)
-        np.subtract(grad, m, out=work)
-        work *= 1.0 - self.beta_1
-        m += work
-        np.multiply(grad, grad, out=work)
-        work -= v
-        work *= 1.0 - self.beta_2
-        v += work
+        root = math.sqrt(1.0 - b2)
+        alpha = lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t) * (1.0 - b1) / root
+        m *= b1
+        m += grad
+        np.multiply(grad, grad, out=grad)  # the gradient buffer doubles as scratch space
+        v *= b2
+        v += grad
         if alpha == 0.0:
             return
-        np.sqrt(v, out=work)
-        work += self.epsilon
-        # alpha m / (sqrt v + eps), folding alpha into the denominator: one pass fewer.
-        work *= 1.0 / alpha
-        np.divide(m, work, out=work)
-        value -= work
+        np.sqrt(v, out=grad)
+        grad += self.epsilon / root
+        grad *= 1.0 / alpha
+        np.divide(m, grad, out=grad)
+        value -= grad
 
     def get_config(self):
         return {**super().get_config(), "beta_1": self.beta_1, "beta_2": self.beta_2,

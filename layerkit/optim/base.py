@@ -109,6 +109,10 @@ class Optimizer:
     def slot_initial_value(self, slot: str) -> float:
         return 0.0
 
+    def slot_scale(self, slot: str) -> float:
+        """Stored slot = reported slot / scale (an optimizer may keep a scaled form)."""
+        return 1.0
+
     def build(self, parameters: Iterable[Parameter]) -> None:
         """Creates the state slots of parameters not seen before (all zeros, or the
         optimizer's initial value), each slot of the new ones in one contiguous block."""
@@ -132,15 +136,15 @@ class Optimizer:
         self._plans.clear()
 
     def slots(self, name: str) -> dict[str, np.ndarray]:
-        """Returns the state arrays of the parameter called ``name`` (live views)."""
-        return dict(zip(self.slot_names, self._slots[name]))
+        """Returns copies of the state arrays of the parameter called ``name``, in the
+        definitions of the update formula (Keras's)."""
+        return {
+            s: a * self.slot_scale(s) for s, a in zip(self.slot_names, self._slots[name])
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``."""
-        slots = {
-            name: {s: a.copy() for s, a in zip(self.slot_names, arrays)}
-            for name, arrays in self._slots.items()
-        }
+        slots = {name: self.slots(name) for name in self._slots}
         for name, pending in self._pending_state.items():
             slots.setdefault(name, {k: v.copy() for k, v in pending.items()})
         return {"iterations": self.iterations, "slots": slots}
@@ -185,7 +189,7 @@ class Optimizer:
                     f"Optimizer state {name!r}/{slot}: expected shape {current.shape}, "
                     f"received {value.shape}."
                 )
-            np.copyto(current, value, casting="unsafe")
+            np.copyto(current, value / self.slot_scale(slot), casting="unsafe")
 
     # --- applying -------------------------------------------------------------------
     def apply_gradients(self, grads_and_params: Iterable[tuple[np.ndarray, Parameter]]) -> None:

@@ -1,0 +1,363 @@
+"""Side-by-side benchmark of layerkit against PyTorch, scikit-learn, plain numpy and the
+matrix-product floor, on the seed MLP (784-300-50-50-50-50-10, ReLU, Adam, batch 64).
+
+Each measurement runs in its own process (numpy's and PyTorch's thread pools slow each
+other down when they share one), implementations alternate within each round, and the
+tables report medians over the rounds and ratios to layerkit measured in the same run.
+
+Run:
+    python benchmarks/bench_mlp.py                    # everything, 3 rounds
+    python benchmarks/bench_mlp.py --rounds 5 --only train transfer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIZES = (784, 300, 50, 50, 50, 50, 10)
+
+
+# --- data ------------------------------------------------------------------------------
+def load(n_train: int | None = None):
+    sys.path.insert(0, os.path.dirname(HERE))
+    from layerkit.datasets import mnist
+
+    data = os.environ.get("LAYERKIT_DATA") or os.path.join(HERE, "..", "..", "shared", "data")
+    (x, y), (xt, yt) = mnist.load_data(os.path.join(data, "mnist"))
+    x = (x.reshape(len(x), -1).astype(np.float32) / np.float32(255))[:n_train]
+    xt = xt.reshape(len(xt), -1).astype(np.float32) / np.float32(255)
+    return x, y[:n_train].astype(np.int64), xt, yt.astype(np.int64)
+
+
+# --- workers: each returns a dict of measurements ---------------------------------------
+def layerkit_model(sizes, frozen=0):
+    import layerkit as lk
+
+    layers = [lk.layers.Input((sizes[0],))]
+    for i, units in enumerate(sizes[1:-1]):
+        layers.append(lk.layers.Dense(units, activation="relu", name=f"hidden{i + 1}"))
+    layers.append(lk.layers.Dense(sizes[-1], name="outputs"))
+    model = lk.Sequential(layers)
+    if frozen:
+        model.freeze(f"hidden[1-{frozen}]")
+    model.compile(optimizer=lk.optim.Adam(1e-3),
+                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def work_layerkit(task, args):
+    import layerkit as lk
+
+    lk.utils.set_random_seed(0)
+    x, y, xt, _ = load(args.get("n"))
+    if task in ("train", "memory"):
+        model = layerkit_model(args.get("sizes", SIZES))
+        model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)  # warm-up
+        if task == "memory":  # tracemalloc slows allocation: never in a timed run
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+            peak = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+            return {"peak_extra_bytes": peak}
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=args.get("batch", 64), epochs=1, verbose=0)
+        return {"seconds": time.perf_counter() - start}
+    if task in ("transfer", "transfer_cached"):
+        model = layerkit_model((784, 300, 50, 50, 20, 10), frozen=3)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=64, epochs=5, verbose=0,
+                  cache_frozen=task == "transfer_cached")
+        return {"seconds": time.perf_counter() - start}
+    if task == "predict":
+        model = layerkit_model(SIZES)
+        model.predict(xt[:1024])
+        out = {}
+        for batch in (32, 1024):
+            start = time.perf_counter()
+            model.predict(xt, batch_size=batch)
+            out[f"batch{batch}"] = len(xt) / (time.perf_counter() - start)
+        return out
+    raise ValueError(task)
+
+
+def work_torch(task, args):
+    import torch
+
+    torch.manual_seed(0)
+    x, y, xt, _ = load(args.get("n"))
+
+    def model_of(sizes):
+        layers = []
+        for i in range(len(sizes) - 2):
+            layers += [torch.nn.Linear(sizes[i], sizes[i + 1]), torch.nn.ReLU()]
+        layers.append(torch.nn.Linear(sizes[-2], sizes[-1]))
+        return torch.nn.Sequential(*layers)
+
+    def train(model, inputs, labels, epochs, batch, params):
+        optimizer = torch.optim.Adam(params, lr=1e-3, eps=1e-7)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        n = len(inputs)
+        for _ in range(epochs):
+            order = torch.randperm(n)
+            for lo in range(0, n, batch):
+                idx = order[lo:lo + batch]
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(inputs[idx]), labels[idx])
+                loss.backward()
+                optimizer.step()
+
+    X, Y = torch.from_numpy(x), torch.from_numpy(y)
+    if task == "train":
+        model = model_of(args.get("sizes", SIZES))
+        train(model, X[:256], Y[:256], 1, 64, model.parameters())
+        start = time.perf_counter()
+        train(model, X, Y, 1, args.get("batch", 64), model.parameters())
+        return {"seconds": time.perf_counter() - start}
+    if task in ("transfer", "transfer_cached"):
+        model = model_of((784, 300, 50, 50, 20, 10))
+        frozen, head = model[:6], model[6:]
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        start = time.perf_counter()
+        if task == "transfer_cached":
+            with torch.no_grad():
+                features = frozen(X)
+            train(head, features, Y, 5, 64, head.parameters())
+        else:
+            train(model, X, Y, 5, 64, head.parameters())
+        return {"seconds": time.perf_counter() - start}
+    if task == "predict":
+        model = model_of(SIZES).eval()
+        XT = torch.from_numpy(xt)
+        out = {}
+        with torch.no_grad():
+            model(XT[:1024])
+            for batch in (32, 1024):
+                start = time.perf_counter()
+                for lo in range(0, len(XT), batch):
+                    model(XT[lo:lo + batch])
+                out[f"batch{batch}"] = len(XT) / (time.perf_counter() - start)
+        return out
+    raise ValueError(task)
+
+
+def work_sklearn(task, args):
+    from sklearn.neural_network import MLPClassifier
+
+    if task != "train":
+        raise ValueError(task)
+    x, y, _, _ = load(args.get("n"))
+    model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], batch_size=64, max_iter=1,
+                          learning_rate_init=1e-3, shuffle=True, random_state=0, tol=0,
+                          n_iter_no_change=1000)
+    import warnings
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, y)
+    return {"seconds": time.perf_counter() - start}
+
+
+def work_numpy(task, args):
+    """A plain hand-written numpy MLP with Adam, temporaries everywhere (the usual way)."""
+    if task != "train":
+        raise ValueError(task)
+    x, y, _, _ = load(args.get("n"))
+    rng = np.random.default_rng(0)
+    sizes = args.get("sizes", SIZES)
+    W = [rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    B = [np.zeros(b, np.float32) for b in sizes[1:]]
+    params = W + B
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    start = time.perf_counter()
+    order = rng.permutation(len(x))
+    for t, lo in enumerate(range(0, len(x), 64), start=1):
+        idx = order[lo:lo + 64]
+        h = [x[idx]]
+        for i in range(len(W)):
+            z = h[-1] @ W[i] + B[i]
+            h.append(np.maximum(z, 0) if i < len(W) - 1 else z)
+        p = np.exp(h[-1] - h[-1].max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        p[np.arange(len(idx)), y[idx]] -= 1
+        d = p / len(idx)
+        grads_w, grads_b = [None] * len(W), [None] * len(W)
+        for i in reversed(range(len(W))):
+            grads_w[i] = h[i].T @ d
+            grads_b[i] = d.sum(0)
+            if i:
+                d = (d @ W[i].T) * (h[i] > 0)
+        for k, (param, g) in enumerate(zip(params, grads_w + grads_b)):
+            m[k] = 0.9 * m[k] + 0.1 * g
+            v[k] = 0.999 * v[k] + 0.001 * g * g
+            alpha = 1e-3 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+            param -= alpha * m[k] / (np.sqrt(v[k]) + 1e-7)
+    return {"seconds": time.perf_counter() - start}
+
+
+def work_floor(task, args):
+    """The matrix products of one training epoch alone, with preallocated outputs."""
+    if task != "train":
+        raise ValueError(task)
+    sizes = args.get("sizes", SIZES)
+    n, batch = args.get("n") or 60000, args.get("batch", 64)
+    rng = np.random.default_rng(0)
+    W = [rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    xb = rng.random((batch, sizes[0]), dtype=np.float32)
+    acts = [xb] + [np.empty((batch, b), np.float32) for b in sizes[1:]]
+    grads = [np.empty_like(w) for w in W]
+    dxs = [np.empty((batch, a), np.float32) for a in sizes[:-1]]
+    steps = -(-n // batch)
+    start = time.perf_counter()
+    for _ in range(steps):
+        for i, w in enumerate(W):
+            np.matmul(acts[i], w, out=acts[i + 1])
+        d = acts[-1]
+        for i in reversed(range(len(W))):
+            np.matmul(acts[i].T, d, out=grads[i])
+            if i:
+                np.matmul(d, W[i].T, out=dxs[i])
+                d = dxs[i]
+    return {"seconds": time.perf_counter() - start}
+
+
+WORKERS = {"layerkit": work_layerkit, "torch": work_torch, "sklearn": work_sklearn,
+           "numpy": work_numpy, "floor": work_floor}
+PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
+
+
+# --- driver ----------------------------------------------------------------------------
+def run_worker(impl: str, task: str, args: dict) -> dict | None:
+    command = [sys.executable, os.path.abspath(__file__), "--worker", impl, task, json.dumps(args)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"  {impl}/{task} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def available(impl: str) -> bool:
+    module = PEER_MODULES.get(impl)
+    if module is None:
+        return True
+    return subprocess.run([sys.executable, "-c", f"import {module}"],
+                          capture_output=True).returncode == 0
+
+
+def measure(impls, task, args, rounds, key="seconds"):
+    results = {impl: [] for impl in impls}
+    for _ in range(rounds):
+        for impl in impls:  # alternate: drift in machine speed hits everyone alike
+            out = run_worker(impl, task, args)
+            if out is not None:
+                results[impl].append(out)
+    return results
+
+
+def med(values, key):
+    values = [v[key] for v in values]
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*",
+                        default=["train", "transfer", "predict", "memory", "scaling"])
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.worker:
+        impl, task, args = options.worker
+        print(json.dumps(WORKERS[impl](task, json.loads(args))))
+        return
+
+    peers = [p for p in ("torch", "sklearn") if available(p)]
+    skipped = [p for p in ("torch", "sklearn") if p not in peers]
+    print(f"# layerkit benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, numpy {np.__version__}, {options.rounds} rounds (medians)")
+    if skipped:
+        print(f"(skipped peers, not installed: {', '.join(skipped)})")
+
+    if "train" in options.only or "memory" in options.only:
+        impls = ["layerkit", "floor", "numpy", *peers]
+        res = measure(impls, "train", {}, options.rounds)
+        lk_time = med(res["layerkit"], "seconds")
+        print("\n## One training epoch of the seed MLP (60,000 samples, batch 64, Adam)\n")
+        print("| implementation | seconds per epoch | ratio to layerkit |")
+        print("|---|---|---|")
+        for impl in impls:
+            t = med(res[impl], "seconds")
+            print(f"| {impl} | {t:.3f} | {t / lk_time:.2f}x |")
+        print(f"\nlayerkit / matrix-product floor: {lk_time / med(res['floor'], 'seconds'):.2f}x")
+        mem = measure(["layerkit"], "memory", {}, 1)["layerkit"]
+        if mem:
+            # numpy reports its allocations to tracemalloc; the float32 dataset was allocated
+            # before tracing started, so it is added to both sides.
+            dataset = 60000 * 784 * 4 + 60000 * 8
+            weights = sum(a * b + b for a, b in zip(SIZES, SIZES[1:])) * 4
+            minimum = dataset + 3 * weights + 64 * sum(SIZES) * 4 * 2  # + Adam m, v; 1 batch
+            used = dataset + mem[0]["peak_extra_bytes"]
+            print(f"\nPeak memory while training: {used / 2**20:.1f} MiB against a minimum of "
+                  f"{minimum / 2**20:.1f} MiB (float32 dataset + weights + Adam state + one "
+                  f"batch of activations and gradients): {used / minimum:.2f}x")
+
+    if "transfer" in options.only:
+        impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
+        print("\n## Transfer model (hidden1-3 frozen, then 20 and 10 units), 5 epochs\n")
+        print("| implementation | uncached (s) | cached (s) | cache speed-up |")
+        print("|---|---|---|---|")
+        plain = measure(impls, "transfer", {}, options.rounds)
+        cached = measure(impls, "transfer_cached", {}, options.rounds)
+        for impl in impls:
+            a, b = med(plain[impl], "seconds"), med(cached[impl], "seconds")
+            print(f"| {impl} | {a:.2f} | {b:.2f} | {a / b:.1f}x |")
+        if "torch" in impls:
+            ratio = med(cached["layerkit"], "seconds") / med(cached["torch"], "seconds")
+            print(f"\nlayerkit cached / PyTorch cached: {ratio:.2f}x")
+
+    if "predict" in options.only:
+        impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
+        res = measure(impls, "predict", {}, options.rounds)
+        print("\n## predict over the 10,000 test images (samples per second)\n")
+        print("| implementation | batch 32 | batch 1024 |")
+        print("|---|---|---|")
+        for impl in impls:
+            print(f"| {impl} | {med(res[impl], 'batch32'):,.0f} | "
+                  f"{med(res[impl], 'batch1024'):,.0f} |")
+
+    if "scaling" in options.only:
+        impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
+        print("\n## Scaling: seconds per epoch of 10,000 samples (784-W-50-10)\n")
+        print("| width W | batch | " + " | ".join(impls) + " | torch / layerkit |")
+        print("|---|---|" + "---|" * (len(impls) + 1))
+        for width in (300, 1000, 3000):
+            for batch in (32, 64, 256, 1024):
+                args = {"n": 10000, "sizes": (784, width, 50, 10), "batch": batch}
+                res = measure(impls, "train", args, max(1, options.rounds - 2))
+                times = [med(res[i], "seconds") for i in impls]
+                ratio = f"{times[1] / times[0]:.2f}x" if len(times) > 1 else "-"
+                print(f"| {width} | {batch} | " + " | ".join(f"{t:.3f}" for t in times)
+                      + f" | {ratio} |")
+        res = measure(["layerkit"], "train", {"n": 30000}, max(1, options.rounds - 2))
+        half = med(res["layerkit"], "seconds")
+        res = measure(["layerkit"], "train", {"n": 60000}, max(1, options.rounds - 2))
+        full = med(res["layerkit"], "seconds")
+        print(f"\nLinearity in samples: 60,000 / 30,000 samples = {full / half:.2f}x time")
+
+
+if __name__ == "__main__":
+    main()
