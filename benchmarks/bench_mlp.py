@@ -13,6 +13,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -51,8 +52,10 @@ def layerkit_model(sizes, frozen=0):
     model = lk.Sequential(layers)
     if frozen:
         model.freeze(f"hidden[1-{frozen}]")
-    model.compile(optimizer=lk.optim.Adam(1e-3),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=lk.optim.Adam(1e-3),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -77,8 +80,7 @@ def work_layerkit(task, args):
     if task in ("transfer", "transfer_cached"):
         model = layerkit_model((784, 300, 50, 50, 20, 10), frozen=3)
         start = time.perf_counter()
-        model.fit(x, y, batch_size=64, epochs=5, verbose=0,
-                  cache_frozen=task == "transfer_cached")
+        model.fit(x, y, batch_size=64, epochs=5, verbose=0, cache_frozen=task == "transfer_cached")
         return {"seconds": time.perf_counter() - start}
     if task == "predict":
         model = layerkit_model(SIZES)
@@ -112,7 +114,7 @@ def work_torch(task, args):
         for _ in range(epochs):
             order = torch.randperm(n)
             for lo in range(0, n, batch):
-                idx = order[lo:lo + batch]
+                idx = order[lo : lo + batch]
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(inputs[idx]), labels[idx])
                 loss.backward()
@@ -147,7 +149,7 @@ def work_torch(task, args):
             for batch in (32, 1024):
                 start = time.perf_counter()
                 for lo in range(0, len(XT), batch):
-                    model(XT[lo:lo + batch])
+                    model(XT[lo : lo + batch])
                 out[f"batch{batch}"] = len(XT) / (time.perf_counter() - start)
         return out
     raise ValueError(task)
@@ -159,9 +161,16 @@ def work_sklearn(task, args):
     if task != "train":
         raise ValueError(task)
     x, y, _, _ = load(args.get("n"))
-    model = MLPClassifier(hidden_layer_sizes=SIZES[1:-1], batch_size=64, max_iter=1,
-                          learning_rate_init=1e-3, shuffle=True, random_state=0, tol=0,
-                          n_iter_no_change=1000)
+    model = MLPClassifier(
+        hidden_layer_sizes=SIZES[1:-1],
+        batch_size=64,
+        max_iter=1,
+        learning_rate_init=1e-3,
+        shuffle=True,
+        random_state=0,
+        tol=0,
+        n_iter_no_change=1000,
+    )
     import warnings
 
     start = time.perf_counter()
@@ -178,7 +187,7 @@ def work_numpy(task, args):
     x, y, _, _ = load(args.get("n"))
     rng = np.random.default_rng(0)
     sizes = args.get("sizes", SIZES)
-    W = [rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    W = [rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32) for a, b in itertools.pairwise(sizes)]
     B = [np.zeros(b, np.float32) for b in sizes[1:]]
     params = W + B
     m = [np.zeros_like(p) for p in params]
@@ -186,7 +195,7 @@ def work_numpy(task, args):
     start = time.perf_counter()
     order = rng.permutation(len(x))
     for t, lo in enumerate(range(0, len(x), 64), start=1):
-        idx = order[lo:lo + 64]
+        idx = order[lo : lo + 64]
         h = [x[idx]]
         for i in range(len(W)):
             z = h[-1] @ W[i] + B[i]
@@ -216,7 +225,7 @@ def work_floor(task, args):
     sizes = args.get("sizes", SIZES)
     n, batch = args.get("n") or 60000, args.get("batch", 64)
     rng = np.random.default_rng(0)
-    W = [rng.normal(size=(a, b)).astype(np.float32) for a, b in zip(sizes, sizes[1:])]
+    W = [rng.normal(size=(a, b)).astype(np.float32) for a, b in itertools.pairwise(sizes)]
     xb = rng.random((batch, sizes[0]), dtype=np.float32)
     acts = [xb] + [np.empty((batch, b), np.float32) for b in sizes[1:]]
     grads = [np.empty_like(w) for w in W]
@@ -235,8 +244,13 @@ def work_floor(task, args):
     return {"seconds": time.perf_counter() - start}
 
 
-WORKERS = {"layerkit": work_layerkit, "torch": work_torch, "sklearn": work_sklearn,
-           "numpy": work_numpy, "floor": work_floor}
+WORKERS = {
+    "layerkit": work_layerkit,
+    "torch": work_torch,
+    "sklearn": work_sklearn,
+    "numpy": work_numpy,
+    "floor": work_floor,
+}
 PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
 
 
@@ -254,8 +268,10 @@ def available(impl: str) -> bool:
     module = PEER_MODULES.get(impl)
     if module is None:
         return True
-    return subprocess.run([sys.executable, "-c", f"import {module}"],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode
+        == 0
+    )
 
 
 def measure(impls, task, args, rounds, key="seconds"):
@@ -276,8 +292,9 @@ def med(values, key):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", nargs="*",
-                        default=["train", "transfer", "predict", "memory", "scaling"])
+    parser.add_argument(
+        "--only", nargs="*", default=["train", "transfer", "predict", "memory", "scaling"]
+    )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
@@ -287,8 +304,10 @@ def main() -> None:
 
     peers = [p for p in ("torch", "sklearn") if available(p)]
     skipped = [p for p in ("torch", "sklearn") if p not in peers]
-    print(f"# layerkit benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, numpy {np.__version__}, {options.rounds} rounds (medians)")
+    print(
+        f"# layerkit benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
+        f"{os.cpu_count()} cores, numpy {np.__version__}, {options.rounds} rounds (medians)"
+    )
     if skipped:
         print(f"(skipped peers, not installed: {', '.join(skipped)})")
 
@@ -308,12 +327,14 @@ def main() -> None:
             # numpy reports its allocations to tracemalloc; the float32 dataset was allocated
             # before tracing started, so it is added to both sides.
             dataset = 60000 * 784 * 4 + 60000 * 8
-            weights = sum(a * b + b for a, b in zip(SIZES, SIZES[1:])) * 4
+            weights = sum(a * b + b for a, b in itertools.pairwise(SIZES)) * 4
             minimum = dataset + 3 * weights + 64 * sum(SIZES) * 4 * 2  # + Adam m, v; 1 batch
             used = dataset + mem[0]["peak_extra_bytes"]
-            print(f"\nPeak memory while training: {used / 2**20:.1f} MiB against a minimum of "
-                  f"{minimum / 2**20:.1f} MiB (float32 dataset + weights + Adam state + one "
-                  f"batch of activations and gradients): {used / minimum:.2f}x")
+            print(
+                f"\nPeak memory while training: {used / 2**20:.1f} MiB against a minimum of "
+                f"{minimum / 2**20:.1f} MiB (float32 dataset + weights + Adam state + one "
+                f"batch of activations and gradients): {used / minimum:.2f}x"
+            )
 
     if "transfer" in options.only:
         impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
@@ -336,8 +357,10 @@ def main() -> None:
         print("| implementation | batch 32 | batch 1024 |")
         print("|---|---|---|")
         for impl in impls:
-            print(f"| {impl} | {med(res[impl], 'batch32'):,.0f} | "
-                  f"{med(res[impl], 'batch1024'):,.0f} |")
+            print(
+                f"| {impl} | {med(res[impl], 'batch32'):,.0f} | "
+                f"{med(res[impl], 'batch1024'):,.0f} |"
+            )
 
     if "scaling" in options.only:
         impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
@@ -350,8 +373,11 @@ def main() -> None:
                 res = measure(impls, "train", args, max(1, options.rounds - 2))
                 times = [med(res[i], "seconds") for i in impls]
                 ratio = f"{times[1] / times[0]:.2f}x" if len(times) > 1 else "-"
-                print(f"| {width} | {batch} | " + " | ".join(f"{t:.3f}" for t in times)
-                      + f" | {ratio} |")
+                print(
+                    f"| {width} | {batch} | "
+                    + " | ".join(f"{t:.3f}" for t in times)
+                    + f" | {ratio} |"
+                )
         res = measure(["layerkit"], "train", {"n": 30000}, max(1, options.rounds - 2))
         half = med(res["layerkit"], "seconds")
         res = measure(["layerkit"], "train", {"n": 60000}, max(1, options.rounds - 2))

@@ -20,13 +20,21 @@ def regression(seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     x = rng.normal(1.0, 0.1, size=(100, 1)).astype("float32")
     y = np.full((100, 1), 10.0, dtype="float32")
-    model = lk.Sequential([lk.layers.Dense(1, use_bias=False, input_dim=1,
-                                           kernel_initializer=lk.initializers.RandomNormal(
-                                               stddev=1.0, seed=seed), name="A")])
+    model = lk.Sequential(
+        [
+            lk.layers.Dense(
+                1,
+                use_bias=False,
+                input_dim=1,
+                kernel_initializer=lk.initializers.RandomNormal(stddev=1.0, seed=seed),
+                name="A",
+            )
+        ]
+    )
     model.compile(optimizer=lk.optim.SGD(0.02), loss="mse")
     for step in range(200):
         i = rng.integers(100)
-        loss = model.train_on_batch(x[i:i + 1], y[i:i + 1])
+        loss = model.train_on_batch(x[i : i + 1], y[i : i + 1])
         if (step + 1) % 25 == 0:
             a = model.get_layer("A").kernel.value.ravel()
             print(f"Step #{step + 1} A = {np.array2string(a, precision=2)}  Loss = {loss:.3g}")
@@ -37,14 +45,20 @@ def classification(seed: int = 0) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     x = np.concatenate([rng.normal(-1, 1, 50), rng.normal(3, 1, 50)]).astype("float32")[:, None]
     y = np.concatenate([np.zeros(50), np.ones(50)]).astype("float32")[:, None]
-    model = lk.Sequential([lk.layers.Dense(1, input_dim=1, name="unit",
-                                           kernel_initializer=lk.initializers.RandomNormal(
-                                               stddev=1.0, seed=seed))])
-    model.compile(optimizer=lk.optim.SGD(0.05),
-                  loss=lk.losses.BinaryCrossentropy(from_logits=True))
+    model = lk.Sequential(
+        [
+            lk.layers.Dense(
+                1,
+                input_dim=1,
+                name="unit",
+                kernel_initializer=lk.initializers.RandomNormal(stddev=1.0, seed=seed),
+            )
+        ]
+    )
+    model.compile(optimizer=lk.optim.SGD(0.05), loss=lk.losses.BinaryCrossentropy(from_logits=True))
     for step in range(1400):
         i = rng.integers(100)
-        loss = model.train_on_batch(x[i:i + 1], y[i:i + 1])
+        loss = model.train_on_batch(x[i : i + 1], y[i : i + 1])
         if (step + 1) % 200 == 0:
             w, b = (v.ravel()[0] for v in model.get_layer("unit").get_weights())
             print(f"Step #{step + 1} A = [{w:.2f}] b = [{b:.2f}]  Loss = {loss:.3g}")

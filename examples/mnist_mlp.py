@@ -27,7 +27,12 @@ def load_mnist(path: str | None, quick: bool):
     """MNIST as float32 in [0, 1], flattened to 784 features, with uint8 labels."""
     (x_train, y_train), (x_test, y_test) = mnist.load_data(path)
     if quick:
-        x_train, y_train, x_test, y_test = x_train[:6000], y_train[:6000], x_test[:2000], y_test[:2000]
+        x_train, y_train, x_test, y_test = (
+            x_train[:6000],
+            y_train[:6000],
+            x_test[:2000],
+            y_test[:2000],
+        )
     scale = np.float32(1.0 / 255.0)
     x_train = x_train.reshape(len(x_train), -1).astype("float32") * scale
     x_test = x_test.reshape(len(x_test), -1).astype("float32") * scale
@@ -42,8 +47,9 @@ DROPOUT = (0.2, 0.1, 0.1, 0.1, 0.1)
 def build_model() -> lk.Sequential:
     layers = [lk.layers.Input((784,))]
     for (name, units), rate in zip(HIDDEN, DROPOUT):
-        layers.append(lk.layers.Dense(units, activation="relu", kernel_initializer="he_normal",
-                                      name=name))
+        layers.append(
+            lk.layers.Dense(units, activation="relu", kernel_initializer="he_normal", name=name)
+        )
         layers.append(lk.layers.Dropout(rate, name=f"dropout{name[-1]}"))
     layers.append(lk.layers.Dense(10, name="outputs"))
     return lk.Sequential(layers, name="mnist_mlp")
@@ -66,11 +72,14 @@ def main(argv: list[str] | None = None) -> float:
     model = build_model()
     # Halving the step size every 3 epochs lets Adam settle into a sharper minimum.
     steps_per_epoch = int(np.ceil(len(x_train) * 0.9 / 64))
-    schedule = lk.optim.schedules.ExponentialDecay(1e-3, decay_steps=3 * steps_per_epoch,
-                                                   decay_rate=0.5)
-    model.compile(optimizer=lk.optim.Adam(schedule),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    schedule = lk.optim.schedules.ExponentialDecay(
+        1e-3, decay_steps=3 * steps_per_epoch, decay_rate=0.5
+    )
+    model.compile(
+        optimizer=lk.optim.Adam(schedule),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.summary()
     best_path = os.path.splitext(args.out)[0] + ".best.h5"
     callbacks = [
@@ -78,8 +87,15 @@ def main(argv: list[str] | None = None) -> float:
         lk.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", save_best_only=True),
     ]
     start = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=64, epochs=epochs, validation_split=0.1,
-                        callbacks=callbacks, verbose=1)
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=64,
+        epochs=epochs,
+        validation_split=0.1,
+        callbacks=callbacks,
+        verbose=1,
+    )
     seconds = time.perf_counter() - start
     model.save(args.out)
     if args.plot:

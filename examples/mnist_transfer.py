@@ -14,19 +14,23 @@ from __future__ import annotations
 import argparse
 import time
 
-import layerkit as lk
 from mnist_mlp import load_mnist
+
+import layerkit as lk
 
 
 def build_transfer_model() -> lk.Sequential:
-    return lk.Sequential([
-        lk.layers.Input((784,)),
-        lk.layers.Dense(300, activation="relu", name="hidden1"),
-        lk.layers.Dense(50, activation="relu", name="hidden2"),
-        lk.layers.Dense(50, activation="relu", name="hidden3"),
-        lk.layers.Dense(20, activation="relu", kernel_initializer="he_normal", name="hidden4"),
-        lk.layers.Dense(10, name="outputs"),
-    ], name="mnist_transfer")
+    return lk.Sequential(
+        [
+            lk.layers.Input((784,)),
+            lk.layers.Dense(300, activation="relu", name="hidden1"),
+            lk.layers.Dense(50, activation="relu", name="hidden2"),
+            lk.layers.Dense(50, activation="relu", name="hidden3"),
+            lk.layers.Dense(20, activation="relu", kernel_initializer="he_normal", name="hidden4"),
+            lk.layers.Dense(10, name="outputs"),
+        ],
+        name="mnist_transfer",
+    )
 
 
 def new_model(path: str) -> lk.Sequential:
@@ -38,12 +42,13 @@ def new_model(path: str) -> lk.Sequential:
 
 def train(model, data, epochs: int, cache_frozen) -> tuple[float, float]:
     (x_train, y_train), (x_test, y_test) = data
-    model.compile(optimizer=lk.optim.Adam(1e-3),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=lk.optim.Adam(1e-3),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0,
-              cache_frozen=cache_frozen)
+    model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0, cache_frozen=cache_frozen)
     seconds = time.perf_counter() - start
     _, accuracy = model.evaluate(x_test, y_test, batch_size=1024)
     return accuracy, seconds
@@ -74,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
         model.freeze("hidden[123]")
         results[cache] = train(model, data, epochs, cache_frozen=cache)
         label = "with" if cache else "without"
-        print(f"hidden1-3 frozen, {label} the frozen-output cache: test accuracy "
-              f"{results[cache][0]:.4f} in {results[cache][1]:.1f} s")
+        print(
+            f"hidden1-3 frozen, {label} the frozen-output cache: test accuracy "
+            f"{results[cache][0]:.4f} in {results[cache][1]:.1f} s"
+        )
         if args.plot and cache:
             lk.utils.plot_history(model.history, args.plot)
     speedup = results[False][1] / results[True][1]

@@ -24,9 +24,9 @@ import tempfile
 import time
 
 import numpy as np
+from mnist_mlp import HIDDEN, load_mnist
 
 import layerkit as lk
-from mnist_mlp import HIDDEN, load_mnist
 
 ROWS = (
     "all hidden layers frozen, new output",
@@ -44,22 +44,25 @@ def split_digits(x, y, digits, per_class=None, rng=None, offset=0):
     x, y = x[keep], y[keep].astype(np.int64) - digits[0]
     if per_class is None:
         return x, y
-    chosen = np.concatenate([
-        rng.permutation(np.flatnonzero(y == c))[offset:offset + per_class] for c in range(5)
-    ])
+    chosen = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[offset : offset + per_class] for c in range(5)]
+    )
     return x[chosen], y[chosen]
 
 
 def compile_model(model, learning_rate=1e-3):
-    model.compile(optimizer=lk.optim.Adam(learning_rate),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=lk.optim.Adam(learning_rate),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
 def early_stopping(patience=20):
-    return [lk.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
-                                       restore_best_weights=True)]
+    return [
+        lk.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    ]
 
 
 def train_base(data, seed: int, epochs: int, path: str) -> None:
@@ -67,12 +70,21 @@ def train_base(data, seed: int, epochs: int, path: str) -> None:
     (x, y), _ = data
     x04, y04 = split_digits(x, y, (0, 1, 2, 3, 4))
     layers = [lk.layers.Input((784,))]
-    layers += [lk.layers.Dense(u, activation="relu", kernel_initializer="he_normal", name=n)
-               for n, u in HIDDEN]
+    layers += [
+        lk.layers.Dense(u, activation="relu", kernel_initializer="he_normal", name=n)
+        for n, u in HIDDEN
+    ]
     layers.append(lk.layers.Dense(5, name="outputs"))
     base = compile_model(lk.Sequential(layers))
-    base.fit(x04, y04, batch_size=64, epochs=epochs, validation_split=0.1, verbose=0,
-             callbacks=early_stopping(3))
+    base.fit(
+        x04,
+        y04,
+        batch_size=64,
+        epochs=epochs,
+        validation_split=0.1,
+        verbose=0,
+        callbacks=early_stopping(3),
+    )
     base.save(path)
 
 
@@ -82,8 +94,11 @@ def head_model(top_hidden: int, hidden4_units: int = 50) -> lk.Sequential:
     layers = [lk.layers.Input((784,))]
     layers += [lk.layers.Dense(u, activation="relu", name=n) for n, u in HIDDEN[:top_hidden]]
     if top_hidden == 3:
-        layers.append(lk.layers.Dense(hidden4_units, activation="relu",
-                                      kernel_initializer="he_normal", name="new_hidden4"))
+        layers.append(
+            lk.layers.Dense(
+                hidden4_units, activation="relu", kernel_initializer="he_normal", name="new_hidden4"
+            )
+        )
     layers.append(lk.layers.Dense(5, name="new_outputs"))
     return compile_model(lk.Sequential(layers))
 
@@ -100,9 +115,16 @@ def run_seed(data, seed: int, base_epochs: int, epochs: int, folder: str) -> lis
 
     def fit(model, cache=False, epochs=epochs):
         start = time.perf_counter()
-        model.fit(x_small, y_small, batch_size=32, epochs=epochs, verbose=0,
-                  validation_data=(x_val, y_val), callbacks=early_stopping(),
-                  cache_frozen=cache)
+        model.fit(
+            x_small,
+            y_small,
+            batch_size=32,
+            epochs=epochs,
+            verbose=0,
+            validation_data=(x_val, y_val),
+            callbacks=early_stopping(),
+            cache_frozen=cache,
+        )
         return time.perf_counter() - start
 
     def accuracy(model):
@@ -157,8 +179,9 @@ def main(argv: list[str] | None = None) -> None:
         seeds, epochs, base_epochs = 1, 5, 1
     data = load_mnist(args.data, quick=False)
     with tempfile.TemporaryDirectory() as folder:
-        runs = np.array([run_seed(data, 1000 + s, base_epochs, epochs, folder)
-                         for s in range(seeds)])  # (seeds, rows, 2)
+        runs = np.array(
+            [run_seed(data, 1000 + s, base_epochs, epochs, folder) for s in range(seeds)]
+        )  # (seeds, rows, 2)
     mean = runs.mean(axis=0)
     print(f"\n| row | setup | test accuracy on 5-9 (mean of {seeds}) | min-max | time (s) |")
     print("|---|---|---|---|---|")

@@ -19,8 +19,9 @@ def _describe_layerkit(path: str) -> list[str]:
         lines.append("layers:")
         for stored in read_layers(f, path):
             trainable = bool(f["weights"][stored.name].attrs.get("trainable", True))
-            lines.append(f"  {stored.name} ({stored.class_name})"
-                         f"{'' if trainable else '  [frozen]'}")
+            lines.append(
+                f"  {stored.name} ({stored.class_name}){'' if trainable else '  [frozen]'}"
+            )
             for key, array in stored.weights.items():
                 lines.append(f"    {key}: shape={tuple(array.shape)} dtype={array.dtype}")
         compile_config = _attr_json(f, "compile_config", path)
@@ -33,12 +34,16 @@ def _describe_layerkit(path: str) -> list[str]:
             if "optimizer" in f:
                 group = f["optimizer"]
                 names = json.loads(_attr_str(group, "parameter_names") or "[]")
-                lines.append(f"optimizer state: iterations={int(group.attrs['iterations'])}, "
-                             f"{len(names)} parameters")
+                lines.append(
+                    f"optimizer state: iterations={int(group.attrs['iterations'])}, "
+                    f"{len(names)} parameters"
+                )
         position = _attr_json(f, "training_position", path)
         if position:
-            lines.append(f"training position: epochs_done={position.get('epochs_done')}, "
-                         f"steps={position.get('iterations')}")
+            lines.append(
+                f"training position: epochs_done={position.get('epochs_done')}, "
+                f"steps={position.get('iterations')}"
+            )
     return lines
 
 

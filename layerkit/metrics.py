@@ -177,8 +177,14 @@ def get(identifier: str | Metric) -> Metric:
 
 _CLASSES: dict[str, type[Metric]] = {
     cls.__name__: cls
-    for cls in (Accuracy, BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy,
-                MeanSquaredError, MeanAbsoluteError)
+    for cls in (
+        Accuracy,
+        BinaryAccuracy,
+        CategoricalAccuracy,
+        SparseCategoricalAccuracy,
+        MeanSquaredError,
+        MeanAbsoluteError,
+    )
 }
 
 

@@ -65,7 +65,8 @@ def test_specific_values():
     np.testing.assert_allclose(activations.softmax(np.array([[0.0, 0.0]])), [[0.5, 0.5]])
     np.testing.assert_allclose(
         activations.softmax(np.array([[1.0, 2.0, 3.0]])),
-        [[0.09003057, 0.24472847, 0.66524096]], rtol=1e-7,
+        [[0.09003057, 0.24472847, 0.66524096]],
+        rtol=1e-7,
     )
 
 

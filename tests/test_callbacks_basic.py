@@ -21,10 +21,12 @@ from layerkit.layers import Dense, Input
 
 @pytest.fixture
 def classifier(fresh_session):
-    model = lk.Sequential([Input((4,)), Dense(8, activation="tanh"),
-                           Dense(3, activation="softmax")])
-    model.compile(optimizer=lk.optim.SGD(0.1), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = lk.Sequential(
+        [Input((4,)), Dense(8, activation="tanh"), Dense(3, activation="softmax")]
+    )
+    model.compile(
+        optimizer=lk.optim.SGD(0.1), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
     return model
 
 
@@ -54,8 +56,9 @@ class Inject(Callback):
 
 def test_history_keys_and_lengths(classifier, data):
     x, y = data
-    history = classifier.fit(x, y, batch_size=8, epochs=3, validation_data=(x[:10], y[:10]),
-                             verbose=0)
+    history = classifier.fit(
+        x, y, batch_size=8, epochs=3, validation_data=(x[:10], y[:10]), verbose=0
+    )
     assert isinstance(history, History)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 for v in history.history.values())
@@ -93,8 +96,9 @@ def test_early_stopping_patience_on_loss(classifier, data):
     x, y = data
     values = [1.0, 0.8, 0.9, 0.85, 0.7, 0.6, 0.5, 0.4]
     stopper = EarlyStopping(monitor="score_loss", patience=2)
-    history = classifier.fit(x, y, epochs=8, verbose=0,
-                             callbacks=[Inject("score_loss", values), stopper])
+    history = classifier.fit(
+        x, y, epochs=8, verbose=0, callbacks=[Inject("score_loss", values), stopper]
+    )
     # best at epoch 1 (0.8); epochs 2 and 3 do not improve: stop at epoch 3
     assert len(history.history["loss"]) == 4
     assert stopper.stopped_epoch == 3
@@ -107,8 +111,14 @@ def test_early_stopping_auto_mode_is_max_for_accuracy(classifier, data):
     values = [0.5, 0.6, 0.55, 0.54, 0.9, 0.95]
     stopper = EarlyStopping(monitor="val_accuracy", patience=2)
     assert stopper.mode == "max"
-    history = classifier.fit(x, y, epochs=6, verbose=0, validation_data=(x, y),
-                             callbacks=[Inject("val_accuracy", values), stopper])
+    history = classifier.fit(
+        x,
+        y,
+        epochs=6,
+        verbose=0,
+        validation_data=(x, y),
+        callbacks=[Inject("val_accuracy", values), stopper],
+    )
     assert history.history["val_accuracy"] == [0.5, 0.6, 0.55, 0.54]
     assert stopper.best == 0.6
     assert EarlyStopping(monitor="val_loss").mode == "min"
@@ -119,8 +129,9 @@ def test_early_stopping_min_delta(classifier, data):
     x, y = data
     values = [1.0, 0.99, 0.98, 0.5, 0.4]
     stopper = EarlyStopping(monitor="m_loss", patience=2, min_delta=0.05)
-    history = classifier.fit(x, y, epochs=5, verbose=0,
-                             callbacks=[Inject("m_loss", values), stopper])
+    history = classifier.fit(
+        x, y, epochs=5, verbose=0, callbacks=[Inject("m_loss", values), stopper]
+    )
     assert len(history.history["loss"]) == 3  # 0.99 and 0.98 are not 0.05 better than 1.0
     assert stopper.best == 1.0
 
@@ -142,8 +153,9 @@ def test_early_stopping_restores_the_best_weights(classifier, data):
 def test_early_stopping_without_restore_keeps_the_last_weights(classifier, data):
     x, y = data
     inject = Inject("val_loss", [0.9, 0.4, 0.7, 0.8, 0.6, 0.3])
-    classifier.fit(x, y, epochs=6, verbose=0,
-                   callbacks=[inject, EarlyStopping(monitor="val_loss", patience=3)])
+    classifier.fit(
+        x, y, epochs=6, verbose=0, callbacks=[inject, EarlyStopping(monitor="val_loss", patience=3)]
+    )
     for final, last in zip(classifier.get_weights(), inject.weights[-1], strict=True):
         np.testing.assert_array_equal(final, last)
 
@@ -184,10 +196,18 @@ def test_terminate_on_nan_stops_at_the_first_nan_batch(fresh_session, rng, capsy
     y = rng.normal(size=(40, 1)).astype(np.float32)
     batches = []
     recorder = LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batches.append((batch, logs["loss"])))
+        on_train_batch_end=lambda batch, logs: batches.append((batch, logs["loss"]))
+    )
     with pytest.warns(RuntimeWarning, match=r"nan"):
-        history = model.fit(x, y, batch_size=4, epochs=3, shuffle=False, verbose=0,
-                            callbacks=[PoisonWeights(at=2), recorder, TerminateOnNaN()])
+        history = model.fit(
+            x,
+            y,
+            batch_size=4,
+            epochs=3,
+            shuffle=False,
+            verbose=0,
+            callbacks=[PoisonWeights(at=2), recorder, TerminateOnNaN()],
+        )
     # batches 0, 1, 2 are finite; batch 3 sees NaN weights and training stops there
     assert [b for b, _ in batches] == [0, 1, 2, 3]
     assert all(np.isfinite(loss) for _, loss in batches[:3])
@@ -203,8 +223,9 @@ def test_without_terminate_on_nan_training_continues(fresh_session, rng):
     x = rng.normal(size=(8, 2)).astype(np.float32)
     y = rng.normal(size=(8, 1)).astype(np.float32)
     with pytest.warns(RuntimeWarning, match=r"TerminateOnNaN"):
-        history = model.fit(x, y, batch_size=4, epochs=2, verbose=0,
-                            callbacks=[PoisonWeights(at=0)])
+        history = model.fit(
+            x, y, batch_size=4, epochs=2, verbose=0, callbacks=[PoisonWeights(at=0)]
+        )
     assert len(history.history["loss"]) == 2
     assert np.isnan(history.history["loss"][-1])
 
@@ -219,19 +240,27 @@ def test_lambda_callback_hooks_are_called(classifier, data):
         on_train_begin=lambda logs: events.append(("train_begin",)),
         on_epoch_begin=lambda epoch, logs: events.append(("epoch_begin", epoch)),
         on_train_batch_begin=lambda batch, logs: events.append(("batch_begin", batch)),
-        on_train_batch_end=lambda batch, logs: events.append(("batch_end", batch,
-                                                              sorted(logs))),
+        on_train_batch_end=lambda batch, logs: events.append(("batch_end", batch, sorted(logs))),
         on_epoch_end=lambda epoch, logs: events.append(("epoch_end", epoch)),
         on_train_end=lambda logs: events.append(("train_end",)),
     )
     classifier.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[callback])
-    per_epoch = [("batch_begin", 0), ("batch_end", 0, ["accuracy", "loss"]),
-                 ("batch_begin", 1), ("batch_end", 1, ["accuracy", "loss"]),
-                 ("batch_begin", 2), ("batch_end", 2, ["accuracy", "loss"])]
+    per_epoch = [
+        ("batch_begin", 0),
+        ("batch_end", 0, ["accuracy", "loss"]),
+        ("batch_begin", 1),
+        ("batch_end", 1, ["accuracy", "loss"]),
+        ("batch_begin", 2),
+        ("batch_end", 2, ["accuracy", "loss"]),
+    ]
     assert events == [
         ("train_begin",),
-        ("epoch_begin", 0), *per_epoch, ("epoch_end", 0),
-        ("epoch_begin", 1), *per_epoch, ("epoch_end", 1),
+        ("epoch_begin", 0),
+        *per_epoch,
+        ("epoch_end", 0),
+        ("epoch_begin", 1),
+        *per_epoch,
+        ("epoch_end", 1),
         ("train_end",),
     ]
 
@@ -242,11 +271,17 @@ def test_lambda_callback_batch_logs_are_running_means(fresh_session, rng):
     x = rng.normal(size=(12, 2)).astype(np.float32)
     y = rng.normal(size=(12, 1)).astype(np.float32)
     losses = []
-    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
-              callbacks=[LambdaCallback(on_train_batch_end=lambda b, logs: losses.append(
-                  logs["loss"]))])
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[LambdaCallback(on_train_batch_end=lambda b, logs: losses.append(logs["loss"]))],
+    )
     per_sample = ((model.predict(x) - y) ** 2).ravel()
-    expected = [per_sample[:4 * (k + 1)].mean() for k in range(3)]
+    expected = [per_sample[: 4 * (k + 1)].mean() for k in range(3)]
     assert losses == pytest.approx(expected, rel=1e-5)
 
 
@@ -267,8 +302,9 @@ def test_non_callback_is_rejected(classifier, data):
 def test_csv_logger_header_and_rows(classifier, data, tmp_path):
     x, y = data
     path = tmp_path / "log.csv"
-    history = classifier.fit(x, y, epochs=3, verbose=0, validation_data=(x, y),
-                             callbacks=[CSVLogger(path)])
+    history = classifier.fit(
+        x, y, epochs=3, verbose=0, validation_data=(x, y), callbacks=[CSVLogger(path)]
+    )
     with open(path, newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]

@@ -65,11 +65,13 @@ def test_constants():
 
 def test_variance_scaling_modes():
     w = initializers.VarianceScaling(scale=3.0, mode="fan_out", distribution="uniform", seed=0)(
-        SHAPE)
+        SHAPE
+    )
     assert np.abs(w).max() <= np.sqrt(3 * 3.0 / 200)
     assert _std(w) == pytest.approx(np.sqrt(3.0 / 200), rel=0.02)
-    w = initializers.VarianceScaling(scale=2.0, mode="fan_avg",
-                                     distribution="untruncated_normal", seed=0)(SHAPE)
+    w = initializers.VarianceScaling(
+        scale=2.0, mode="fan_avg", distribution="untruncated_normal", seed=0
+    )(SHAPE)
     assert _std(w) == pytest.approx(np.sqrt(2.0 / 300), rel=0.02)
     with pytest.raises(ValueError, match=r"mode='fan_x'"):
         initializers.VarianceScaling(mode="fan_x")
@@ -102,8 +104,9 @@ def test_dtype_follows_floatx(float64):
 
 
 def test_dense_uses_its_initializers(fresh_session):
-    layer = lk.layers.Dense(4, kernel_initializer="ones", bias_initializer=
-                            initializers.Constant(0.5))
+    layer = lk.layers.Dense(
+        4, kernel_initializer="ones", bias_initializer=initializers.Constant(0.5)
+    )
     layer.build((None, 3))
     assert np.array_equal(layer.kernel.value, np.ones((3, 4)))
     assert np.array_equal(layer.bias.value, np.full(4, 0.5))
@@ -111,8 +114,18 @@ def test_dense_uses_its_initializers(fresh_session):
 
 @pytest.mark.parametrize(
     "name",
-    ["zeros", "ones", "random_normal", "random_uniform", "glorot_uniform", "glorot_normal",
-     "he_uniform", "he_normal", "lecun_normal", "variance_scaling"],
+    [
+        "zeros",
+        "ones",
+        "random_normal",
+        "random_uniform",
+        "glorot_uniform",
+        "glorot_normal",
+        "he_uniform",
+        "he_normal",
+        "lecun_normal",
+        "variance_scaling",
+    ],
 )
 def test_lookup_and_serialise_round_trip(name):
     init = initializers.get(name)

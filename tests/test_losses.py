@@ -53,8 +53,12 @@ def test_binary_crossentropy_probabilities_gradient(float64, rng, numeric_grad):
 
 def test_binary_crossentropy_logits_gradient(float64, rng, numeric_grad):
     y = rng.integers(0, 2, size=(N, 2)).astype(float)
-    _check_grad(losses.BinaryCrossentropy(from_logits=True), y, rng.normal(scale=3, size=(N, 2)),
-                numeric_grad)
+    _check_grad(
+        losses.BinaryCrossentropy(from_logits=True),
+        y,
+        rng.normal(scale=3, size=(N, 2)),
+        numeric_grad,
+    )
 
 
 def test_categorical_crossentropy_probabilities_gradient(float64, rng, numeric_grad):
@@ -66,29 +70,40 @@ def test_categorical_crossentropy_unnormalised_probabilities_gradient(float64, r
     """Keras normalises y_pred by its sum, so the loss (and its gradient) is defined for
     positive predictions whose rows do not sum to 1."""
     y = np.eye(K)[rng.integers(0, K, size=N)]
-    _check_grad(losses.CategoricalCrossentropy(), y, _probabilities(rng, (N, K), False),
-                numeric_grad)
+    _check_grad(
+        losses.CategoricalCrossentropy(), y, _probabilities(rng, (N, K), False), numeric_grad
+    )
 
 
 def test_categorical_crossentropy_logits_gradient(float64, rng, numeric_grad):
     y = np.eye(K)[rng.integers(0, K, size=N)]
     y[1] = [0.2, 0.3, 0.5]  # soft targets
-    _check_grad(losses.CategoricalCrossentropy(from_logits=True), y,
-                rng.normal(scale=2, size=(N, K)), numeric_grad)
+    _check_grad(
+        losses.CategoricalCrossentropy(from_logits=True),
+        y,
+        rng.normal(scale=2, size=(N, K)),
+        numeric_grad,
+    )
 
 
 def test_sparse_categorical_crossentropy_probabilities_gradient(float64, rng, numeric_grad):
     y = rng.integers(0, K, size=N)
-    _check_grad(losses.SparseCategoricalCrossentropy(), y, _probabilities(rng, (N, K)),
-                numeric_grad)
-    _check_grad(losses.SparseCategoricalCrossentropy(), y, _probabilities(rng, (N, K), False),
-                numeric_grad)
+    _check_grad(
+        losses.SparseCategoricalCrossentropy(), y, _probabilities(rng, (N, K)), numeric_grad
+    )
+    _check_grad(
+        losses.SparseCategoricalCrossentropy(), y, _probabilities(rng, (N, K), False), numeric_grad
+    )
 
 
 def test_sparse_categorical_crossentropy_logits_gradient(float64, rng, numeric_grad):
     y = rng.integers(0, K, size=(N, 1))  # (n, 1) labels are accepted too
-    _check_grad(losses.SparseCategoricalCrossentropy(from_logits=True), y,
-                rng.normal(scale=2, size=(N, K)), numeric_grad)
+    _check_grad(
+        losses.SparseCategoricalCrossentropy(from_logits=True),
+        y,
+        rng.normal(scale=2, size=(N, K)),
+        numeric_grad,
+    )
 
 
 def test_sparse_and_one_hot_agree(float64, rng):
@@ -108,11 +123,13 @@ def test_logits_and_probabilities_agree(float64, rng):
     p = lk.activations.softmax(z)
     y = np.eye(K)[rng.integers(0, K, size=N)]
     assert losses.CategoricalCrossentropy(from_logits=True)(y, z) == pytest.approx(
-        losses.CategoricalCrossentropy()(y, p), rel=1e-9)
+        losses.CategoricalCrossentropy()(y, p), rel=1e-9
+    )
     zb = rng.normal(size=(N, 1))
     yb = rng.integers(0, 2, size=(N, 1))
     assert losses.BinaryCrossentropy(from_logits=True)(yb, zb) == pytest.approx(
-        losses.BinaryCrossentropy()(yb, lk.activations.sigmoid(zb)), rel=1e-9)
+        losses.BinaryCrossentropy()(yb, lk.activations.sigmoid(zb)), rel=1e-9
+    )
 
 
 # --- values from the Keras documentation ---------------------------------------------------------
@@ -127,11 +144,13 @@ def test_keras_documented_values():
     bce = losses.BinaryCrossentropy()
     assert bce([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]) == pytest.approx(0.815, abs=1e-3)
     bce_logits = losses.BinaryCrossentropy(from_logits=True)
-    assert bce_logits([[0.0], [1.0], [0.0], [0.0]], [[-18.6], [0.51], [2.94], [-12.8]]) == \
-        pytest.approx(0.865, abs=1e-3)
+    assert bce_logits(
+        [[0.0], [1.0], [0.0], [0.0]], [[-18.6], [0.51], [2.94], [-12.8]]
+    ) == pytest.approx(0.865, abs=1e-3)
     cce = losses.CategoricalCrossentropy()
     assert cce([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]) == pytest.approx(
-        1.177, abs=1e-3)
+        1.177, abs=1e-3
+    )
     scce = losses.SparseCategoricalCrossentropy()
     assert scce([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]) == pytest.approx(1.177, abs=1e-3)
 
@@ -148,11 +167,13 @@ def test_manual_formulas(float64, rng):
 def test_extreme_logits_are_finite(float64):
     z = np.array([[1000.0, -1000.0, 0.0]])
     v, g = losses.CategoricalCrossentropy(from_logits=True).value_and_grad(
-        np.array([[0.0, 1.0, 0.0]]), z.copy())
+        np.array([[0.0, 1.0, 0.0]]), z.copy()
+    )
     assert v == pytest.approx(2000.0)
     np.testing.assert_allclose(g, [[1.0, -1.0, 0.0]], atol=1e-12)
     v, g = losses.BinaryCrossentropy(from_logits=True).value_and_grad(
-        np.array([[0.0, 1.0]]), np.array([[1000.0, -1000.0]]))
+        np.array([[0.0, 1.0]]), np.array([[1000.0, -1000.0]])
+    )
     assert v == pytest.approx(1000.0)
     np.testing.assert_allclose(g, [[0.5, -0.5]])
 

@@ -15,8 +15,9 @@ def test_binary_accuracy_threshold():
     p = np.array([[0.98], [0.4], [0.1], [0.6]])
     assert m(y, p) == pytest.approx(0.5)
     assert metrics.BinaryAccuracy(threshold=0.3)(y, p) == pytest.approx(0.75)
-    assert metrics.BinaryAccuracy(threshold=0.0)(y, np.array([[2.0], [0.1], [-1.0], [-3.0]])) \
-        == pytest.approx(1.0)
+    assert metrics.BinaryAccuracy(threshold=0.0)(
+        y, np.array([[2.0], [0.1], [-1.0], [-3.0]])
+    ) == pytest.approx(1.0)
 
 
 def test_categorical_and_sparse_accuracy():
@@ -54,8 +55,12 @@ def test_running_average_is_weighted_by_samples():
 @pytest.mark.parametrize(
     ("loss", "shape", "cls", "threshold"),
     [
-        (losses.SparseCategoricalCrossentropy(), (None, 10), metrics.SparseCategoricalAccuracy,
-         None),
+        (
+            losses.SparseCategoricalCrossentropy(),
+            (None, 10),
+            metrics.SparseCategoricalAccuracy,
+            None,
+        ),
         (losses.CategoricalCrossentropy(), (None, 10), metrics.CategoricalAccuracy, None),
         (losses.BinaryCrossentropy(), (None, 1), metrics.BinaryAccuracy, 0.5),
         (losses.BinaryCrossentropy(from_logits=True), (None, 1), metrics.BinaryAccuracy, 0.0),
@@ -82,8 +87,7 @@ def test_metric_names():
 
 def test_model_accuracy_matches_numpy(fresh_session, rng):
     model = lk.Sequential([lk.layers.Dense(3, activation="softmax", input_dim=4)])
-    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     x = rng.normal(size=(50, 4)).astype(np.float32)
     y = rng.integers(0, 3, size=50)
     loss, acc = model.evaluate(x, y, batch_size=7)

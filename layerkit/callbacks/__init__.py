@@ -10,14 +10,14 @@ from .simple import CSVLogger, LambdaCallback, TerminateOnNaN
 
 __all__ = [
     "BackupAndRestore",
-    "LearningRateScheduler",
-    "ModelCheckpoint",
-    "ReduceLROnPlateau",
     "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "History",
     "LambdaCallback",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
     "TerminateOnNaN",
 ]

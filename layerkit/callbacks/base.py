@@ -6,9 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 _BATCH_HOOKS = (
-    "on_train_batch_begin", "on_train_batch_end",
-    "on_test_batch_begin", "on_test_batch_end",
-    "on_predict_batch_begin", "on_predict_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
 )
 
 

@@ -44,8 +44,9 @@ class CSVLogger(Callback):
         append: append to an existing file instead of overwriting it.
     """
 
-    def __init__(self, filename: str | os.PathLike, separator: str = ",",
-                 append: bool = False) -> None:
+    def __init__(
+        self, filename: str | os.PathLike, separator: str = ",", append: bool = False
+    ) -> None:
         super().__init__()
         self.filename, self.separator, self.append = os.fspath(filename), separator, append
         self._file = None
@@ -53,8 +54,9 @@ class CSVLogger(Callback):
         self._keys: list[str] | None = None
 
     def on_train_begin(self, logs=None):
-        has_rows = self.append and os.path.exists(self.filename) and os.path.getsize(
-            self.filename) > 0
+        has_rows = (
+            self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        )
         self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
         self._keys = None
         self._header_written = has_rows

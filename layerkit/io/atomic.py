@@ -101,4 +101,3 @@ def atomic_write(target: str | os.PathLike, write: Callable[[str], None]) -> str
         raise
     _fsync_path(folder, directory=True)
     return target
-

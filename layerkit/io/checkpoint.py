@@ -75,10 +75,12 @@ def _write(model, tmp: str, kind: str, include_optimizer: bool) -> None:
             {layer.name: state for layer in model.layers if (state := layer.training_state())}
         )
         if model.compiled:
-            f.attrs["compile_config"] = _json({
-                "loss": losses_module.serialize(model.loss),
-                "metrics": [metrics_module.serialize(m) for m in model._metric_specs],
-            })
+            f.attrs["compile_config"] = _json(
+                {
+                    "loss": losses_module.serialize(model.loss),
+                    "metrics": [metrics_module.serialize(m) for m in model._metric_specs],
+                }
+            )
             f.attrs["optimizer_config"] = _json(optim.serialize(model.optimizer))
             if include_optimizer:
                 state = model.optimizer.state_dict()
@@ -322,12 +324,16 @@ def weight_mismatch(stored: StoredLayer, layer) -> str | None:
     """Describes why ``stored`` does not fit ``layer``, or returns None if it does."""
     params = {p.name.split("/", 1)[1]: p for p in layer.weights}
     if set(params) != set(stored.weights):
-        return (f"layer {layer.name!r} has weights {sorted(params)}, the file has "
-                f"{sorted(stored.weights)} for {stored.name!r}")
+        return (
+            f"layer {layer.name!r} has weights {sorted(params)}, the file has "
+            f"{sorted(stored.weights)} for {stored.name!r}"
+        )
     for key, array in stored.weights.items():
         if array.shape != params[key].shape:
-            return (f"layer {layer.name!r} weight {key!r}: the model expects shape "
-                    f"{params[key].shape}, the file holds {array.shape} (as {stored.name!r})")
+            return (
+                f"layer {layer.name!r} weight {key!r}: the model expects shape "
+                f"{params[key].shape}, the file holds {array.shape} (as {stored.name!r})"
+            )
     return None
 
 

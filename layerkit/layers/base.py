@@ -65,8 +65,7 @@ def reset_names() -> None:
 def check_name(name: Any) -> str:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         raise ValueError(
-            "Expected a layer name of letters, digits, '_', '.' or '-'. "
-            f"Received: name={name!r}"
+            f"Expected a layer name of letters, digits, '_', '.' or '-'. Received: name={name!r}"
         )
     return name
 
@@ -92,8 +91,8 @@ class Layer:
         input_shape: tuple | None = None,
         dtype: str | None = None,
     ) -> None:
-        self.name = check_name(name) if name is not None else unique_name(
-            _snake_case(type(self).__name__)
+        self.name = (
+            check_name(name) if name is not None else unique_name(_snake_case(type(self).__name__))
         )
         self._trainable = bool(trainable)
         self.built = False
@@ -202,8 +201,11 @@ class Layer:
 
     # --- serialisation --------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {"name": self.name, "trainable": self.trainable,
-                                  "dtype": self.dtype}
+        config: dict[str, Any] = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": self.dtype,
+        }
         if self._declared_input_shape is not None:
             config["input_shape"] = list(self._declared_input_shape[1:])
         return config
@@ -226,9 +228,7 @@ def _check_shape(shape: Any, argument: str) -> tuple[int, ...]:
     if not dims or not all(
         isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d > 0 for d in dims
     ):
-        raise ValueError(
-            f"Expected a tuple of positive integers. Received: {argument}={shape!r}"
-        )
+        raise ValueError(f"Expected a tuple of positive integers. Received: {argument}={shape!r}")
     return tuple(int(d) for d in dims)
 
 

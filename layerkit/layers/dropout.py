@@ -22,8 +22,10 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float, np.floating)) or not (
-            0.0 <= float(rate) < 1.0
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, (int, float, np.floating))
+            or not (0.0 <= float(rate) < 1.0)
         ):
             raise ValueError(f"Expected rate in [0, 1). Received: rate={rate!r}")
         self.rate = float(rate)

@@ -44,7 +44,9 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
     if array.ndim == 0:
         raise ValueError(f"Expected an array with a batch axis for {argument}. Received a scalar.")
     if array.shape[0] == 0 or array.size == 0:
-        raise ValueError(f"Expected a non-empty {argument}. Received: {argument}.shape={array.shape}")
+        raise ValueError(
+            f"Expected a non-empty {argument}. Received: {argument}.shape={array.shape}"
+        )
     if array.ndim == 1:
         array = array.reshape(-1, 1)
     if input_shape is not None:
@@ -67,7 +69,7 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
 def check_finite(array: np.ndarray, argument: str) -> None:
     flat = array.reshape(array.shape[0], -1)
     for start in range(0, flat.shape[0], _CHUNK_ROWS):
-        chunk = flat[start:start + _CHUNK_ROWS]
+        chunk = flat[start : start + _CHUNK_ROWS]
         if not np.isfinite(chunk).all():
             row = start + int(np.argmin(np.isfinite(chunk).all(axis=1)))
             raise ValueError(

@@ -97,9 +97,7 @@ class FrozenOutputCache:
         self.computed += 1
 
     def _fresh(self) -> None:
-        if self.mode is not False and self._signature != self._signature_of(
-            len(self._signature)
-        ):
+        if self.mode is not False and self._signature != self._signature_of(len(self._signature)):
             self._compute()
 
     # --- what the training loop reads --------------------------------------------------

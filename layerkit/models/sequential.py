@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 
-
 from ..layers.base import Layer, check_name, deserialize, serialize, unique_name
 from ..layers.input_layer import InputLayer
 from ..parameter import Parameter, check_new_values, pack
@@ -100,7 +99,7 @@ class Sequential(Trainer):
             if layer.name == name:
                 return layer
         raise ValueError(
-            f"No such layer: {name!r}. Existing layers are: {[l.name for l in self.layers]}."
+            f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self.layers]}."
         )
 
     def build(self, input_shape: tuple | None = None) -> None:
@@ -116,10 +115,13 @@ class Sequential(Trainer):
         try:
             shape = tuple(None if d is None else int(d) for d in input_shape)
         except (TypeError, ValueError):
-            raise TypeError(f"Expected a shape tuple. Received: input_shape={input_shape!r}") from None
+            raise TypeError(
+                f"Expected a shape tuple. Received: input_shape={input_shape!r}"
+            ) from None
         if len(shape) < 2 or any(d is not None and d <= 0 for d in shape[1:]):
             raise ValueError(
-                f"Expected an input shape (batch, features...). Received: input_shape={input_shape!r}"
+                "Expected an input shape (batch, features...). "
+                f"Received: input_shape={input_shape!r}"
             )
         input_shape = (None, *shape[1:])
         current = input_shape
@@ -194,7 +196,9 @@ class Sequential(Trainer):
             try:
                 regex = re.compile(pattern)
             except re.error as error:
-                raise ValueError(f"Invalid regular expression {argument}={pattern!r}: {error}") from None
+                raise ValueError(
+                    f"Invalid regular expression {argument}={pattern!r}: {error}"
+                ) from None
             chosen = [layer for layer in layers if regex.fullmatch(layer.name)]
         else:
             names = list(pattern)
@@ -280,8 +284,9 @@ class Sequential(Trainer):
         """
         from ..io.weights import load_weights
 
-        return load_weights(self, filepath, layers=layers, rename=rename,
-                            skip_mismatch=skip_mismatch)
+        return load_weights(
+            self, filepath, layers=layers, rename=rename, skip_mismatch=skip_mismatch
+        )
 
     # --- description ----------------------------------------------------------------
     def summary(self, print_fn=None) -> None:
@@ -301,8 +306,9 @@ class Sequential(Trainer):
     def from_config(cls, config: dict[str, Any]) -> Sequential:
         """Rebuilds a model from :meth:`get_config`; only registered layer classes load."""
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-            raise ValueError(f"Expected a Sequential config with a list of layers. "
-                             f"Received: {config!r:.200}")
+            raise ValueError(
+                f"Expected a Sequential config with a list of layers. Received: {config!r:.200}"
+            )
         model = cls([deserialize(spec) for spec in config["layers"]], name=config.get("name"))
         shape = config.get("build_input_shape")
         if shape and not model.built:
@@ -310,6 +316,4 @@ class Sequential(Trainer):
         return model
 
     def __repr__(self) -> str:
-        return f"<Sequential name={self.name!r} layers={[l.name for l in self.layers]}>"
-
-
+        return f"<Sequential name={self.name!r} layers={[layer.name for layer in self.layers]}>"

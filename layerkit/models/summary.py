@@ -16,16 +16,26 @@ def format_summary(model) -> str:
     rows = []
     for layer in model.layers:
         shape = str(layer.output_shape) if layer.output_shape is not None else "?"
-        rows.append((f"{layer.name} ({type(layer).__name__})", shape,
-                     f"{layer.count_params():,}", "" if layer.trainable else "frozen"))
+        rows.append(
+            (
+                f"{layer.name} ({type(layer).__name__})",
+                shape,
+                f"{layer.count_params():,}",
+                "" if layer.trainable else "frozen",
+            )
+        )
     widths = [max(29, *(len(r[0]) + 1 for r in rows)) if rows else 29, 26, 12, 8]
     line = "_" * sum(widths)
 
     def fmt(cells):
         return "".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
 
-    parts = [f'Model: "{model.name}"', line, fmt(("Layer (type)", "Output Shape", "Param #", "")),
-             "=" * sum(widths)]
+    parts = [
+        f'Model: "{model.name}"',
+        line,
+        fmt(("Layer (type)", "Output Shape", "Param #", "")),
+        "=" * sum(widths),
+    ]
     for i, row in enumerate(rows):
         parts.append(fmt(row))
         if i < len(rows) - 1:

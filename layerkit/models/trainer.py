@@ -115,8 +115,12 @@ class Trainer:
         plan = self._plan_cache.get(key)
         if plan is None:
             lowest = next(
-                (i for i in range(start, len(layers)) if layers[i]._trainable
-                 and layers[i]._parameters), None,
+                (
+                    i
+                    for i in range(start, len(layers))
+                    if layers[i]._trainable and layers[i]._parameters
+                ),
+                None,
             )
             params = [p for layer in layers[start:] if layer._trainable for p in layer._parameters]
             last = layers[-1]
@@ -212,14 +216,19 @@ class Trainer:
         epochs = check_int(epochs, "epochs", 0)
         initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
         verbose = check_verbose(verbose)
-        if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                or not 0.0 <= validation_split < 1.0:
+        if (
+            isinstance(validation_split, bool)
+            or not isinstance(validation_split, (int, float))
+            or not 0.0 <= validation_split < 1.0
+        ):
             raise ValueError(
-                f"Expected validation_split in [0, 1). Received: validation_split={validation_split!r}"
+                "Expected validation_split in [0, 1). "
+                f"Received: validation_split={validation_split!r}"
             )
         if cache_frozen not in (True, False, "auto"):
             raise ValueError(
-                f"Expected cache_frozen in True, False, 'auto'. Received: cache_frozen={cache_frozen!r}"
+                "Expected cache_frozen in True, False, 'auto'. "
+                f"Received: cache_frozen={cache_frozen!r}"
             )
         x, y = self._prepare_xy(x, y)
         x_val = y_val = None
@@ -242,7 +251,8 @@ class Trainer:
         steps = math.ceil(len(x) / batch_size)
         history = History()
         callback_list = CallbackList(
-            [*(callbacks or []), history], self,
+            [*(callbacks or []), history],
+            self,
             {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
         )
         cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
@@ -257,8 +267,9 @@ class Trainer:
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
             callback_list.on_epoch_begin(epoch)
-            logs = self._train_epoch(x, y, batch_size, shuffle, cache, callback_list,
-                                     verbose, epoch, epochs)
+            logs = self._train_epoch(
+                x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs
+            )
             if x_val is not None:
                 val_start, val_features = cache.validation_inputs()
                 val_logs = self._evaluate_arrays(val_features, y_val, batch_size, val_start)
@@ -267,8 +278,10 @@ class Trainer:
             self._last_epoch = epoch
             callback_list.on_epoch_end(epoch, logs)
             if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(
-                    f"{k}: {v:.4f}" for k, v in logs.items()))
+                print(
+                    f"Epoch {epoch + 1}/{epochs} - "
+                    + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                )
             if self.stop_training:
                 break
         callback_list.on_train_end(logs)
@@ -276,16 +289,23 @@ class Trainer:
         self.history = history
         return history
 
-    def _train_epoch(self, x, y, batch_size, shuffle, cache, callback_list, verbose, epoch,
-                     epochs) -> dict[str, float]:
+    def _train_epoch(
+        self, x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs
+    ) -> dict[str, float]:
         n = len(x)
         order = self._shuffle_rng.permutation(n) if shuffle else None
         for metric in self._metrics:
             metric.reset_state()
         total_loss, seen = 0.0, 0
         steps = math.ceil(n / batch_size)
-        bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step",
-                   disable=verbose != 1, leave=True, dynamic_ncols=True)
+        bar = tqdm(
+            total=steps,
+            desc=f"Epoch {epoch + 1}/{epochs}",
+            unit="step",
+            disable=verbose != 1,
+            leave=True,
+            dynamic_ncols=True,
+        )
         last_postfix = time.monotonic()
         wants_batch = callback_list.wants_batch_hooks
         x_buffers: dict[int, np.ndarray] = {}
@@ -306,7 +326,8 @@ class Trainer:
                     if xb is None:
                         x_buffers.clear()
                         xb = x_buffers[(rows, features.shape[1:], id(features))] = np.empty(
-                            (rows, *features.shape[1:]), features.dtype)
+                            (rows, *features.shape[1:]), features.dtype
+                        )
                         y_buffers[rows] = np.empty((rows, *y.shape[1:]), y.dtype)
                     yb = y_buffers[rows]
                     np.take(features, idx, axis=0, out=xb)
@@ -322,7 +343,8 @@ class Trainer:
                     warnings.warn(
                         f"The loss became {value} at epoch {epoch + 1}, step {step + 1}. "
                         "Add lk.callbacks.TerminateOnNaN() to stop training when it does.",
-                        RuntimeWarning, stacklevel=3,
+                        RuntimeWarning,
+                        stacklevel=3,
                     )
                 bar.update(1)
                 if wants_batch or (verbose == 1 and time.monotonic() - last_postfix > 0.25):
@@ -347,8 +369,14 @@ class Trainer:
             logs[metric.name] = metric.result()
         return logs
 
-    def evaluate(self, x=None, y=None, batch_size: int | None = None, verbose: str | int = 0,
-                 return_dict: bool = False):
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size: int | None = None,
+        verbose: str | int = 0,
+        return_dict: bool = False,
+    ):
         """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
         or a dict with ``return_dict=True``. Dropout is inactive."""
         self._require_compiled("evaluate")
@@ -362,7 +390,7 @@ class Trainer:
         return values[0] if len(values) == 1 else values
 
     def _evaluate_arrays(self, x, y, batch_size: int, start: int) -> dict[str, float]:
-        lowest, params, fused = self._plan(start)
+        _, _, fused = self._plan(start)
         loss = fused if fused is not None else self.loss
         layers = self._stack
         last = layers[-1]
@@ -370,14 +398,14 @@ class Trainer:
             metric.reset_state()
         total = 0.0
         for lo in range(0, len(x), batch_size):
-            h = x[lo:lo + batch_size]
+            h = x[lo : lo + batch_size]
             for layer in layers[start:-1]:
                 h, _ = layer.forward(h, False)
             if fused is not None:
                 out, _ = last.forward(h, False, logits=True)
             else:
                 out, _ = last.forward(h, False)
-            yb = y[lo:lo + batch_size]
+            yb = y[lo : lo + batch_size]
             value, _ = loss.value_and_grad(yb, out, need_grad=False)
             total += value * len(h)
             if self._metrics:
@@ -394,8 +422,9 @@ class Trainer:
         x = self._prepare_x(x)
         return self.forward_range(x, 0, len(self._stack), batch_size, verbose)
 
-    def forward_range(self, x: np.ndarray, start: int, stop: int, batch_size: int,
-                      verbose: int = 0) -> np.ndarray:
+    def forward_range(
+        self, x: np.ndarray, start: int, stop: int, batch_size: int, verbose: int = 0
+    ) -> np.ndarray:
         """Outputs of layers ``start:stop`` (of the layers without the InputLayer) for
         validated inputs, in batches, into one new array."""
         layers = self._stack[start:stop]
@@ -404,10 +433,10 @@ class Trainer:
         result = np.empty((len(x), *out_shape[1:]), dtype=x.dtype)
         starts = range(0, len(x), batch_size)
         for lo in tqdm(starts, disable=verbose != 1, unit="step", desc="predict"):
-            h = x[lo:lo + batch_size]
+            h = x[lo : lo + batch_size]
             for layer in layers:
                 h, _ = layer.forward(h, False)
-            result[lo:lo + len(h)] = h
+            result[lo : lo + len(h)] = h
         return result
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
@@ -435,8 +464,7 @@ class Trainer:
         self._require_compiled("test_on_batch")
         x, y = self._prepare_xy(x, y)
         logs = self._evaluate_arrays(x, y, len(x), 0)
-        return logs if return_dict else (
-            logs["loss"] if len(logs) == 1 else list(logs.values()))
+        return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
     def _batch_result(self, value, y, out, return_dict):
         for metric in self._metrics:

@@ -17,8 +17,9 @@ class Adadelta(Optimizer):
     slot_names = ("accumulated_grad", "accumulated_delta_var")
     default_learning_rate = 0.001
 
-    def __init__(self, learning_rate=None, rho: float = 0.95, epsilon: float = 1e-7,
-                 **kwargs) -> None:
+    def __init__(
+        self, learning_rate=None, rho: float = 0.95, epsilon: float = 1e-7, **kwargs
+    ) -> None:
         if not 0.0 <= rho < 1.0:
             raise ValueError(f"Expected rho in [0, 1). Received: rho={rho!r}")
         self.rho, self.epsilon = float(rho), float(epsilon)

@@ -21,7 +21,6 @@ from ..parameter import Parameter
 from . import schedules
 
 
-
 class _Run:
     """Neighbouring parameters updated together: flat views of values, grads and slots."""
 
@@ -55,8 +54,15 @@ class Optimizer:
         global_clipnorm: float | None = None,
         name: str | None = None,
     ) -> None:
-        set_options = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue),
-                                      ("global_clipnorm", global_clipnorm)) if v is not None]
+        set_options = [
+            k
+            for k, v in (
+                ("clipnorm", clipnorm),
+                ("clipvalue", clipvalue),
+                ("global_clipnorm", global_clipnorm),
+            )
+            if v is not None
+        ]
         if len(set_options) > 1:
             raise ValueError(
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
@@ -91,9 +97,7 @@ class Optimizer:
             self._learning_rate = value
             return
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
-            raise TypeError(
-                f"Expected a float or a schedule. Received: learning_rate={value!r}"
-            )
+            raise TypeError(f"Expected a float or a schedule. Received: learning_rate={value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(
                 f"Expected a finite, non-negative learning rate. Received: learning_rate={value!r}"
@@ -138,9 +142,7 @@ class Optimizer:
     def slots(self, name: str) -> dict[str, np.ndarray]:
         """Returns copies of the state arrays of the parameter called ``name``, in the
         definitions of the update formula (Keras's)."""
-        return {
-            s: a * self.slot_scale(s) for s, a in zip(self.slot_names, self._slots[name])
-        }
+        return {s: a * self.slot_scale(s) for s, a in zip(self.slot_names, self._slots[name])}
 
     def state_dict(self) -> dict[str, Any]:
         """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``."""
@@ -202,7 +204,9 @@ class Optimizer:
         pairs = list(grads_and_params)
         for g, p in pairs:
             if not isinstance(p, Parameter):
-                raise TypeError(f"Expected (gradient, Parameter) pairs. Received: {type(p).__name__}")
+                raise TypeError(
+                    f"Expected (gradient, Parameter) pairs. Received: {type(p).__name__}"
+                )
             g = np.asarray(g)
             if g.shape != p.shape:
                 raise ValueError(
@@ -239,7 +243,8 @@ class Optimizer:
             if len(self._plans) > 16:
                 self._plans.clear()
             entry = self._plans[key] = (
-                self._make_runs(parameters), [(p, p.arena) for p in parameters]
+                self._make_runs(parameters),
+                [(p, p.arena) for p in parameters],
             )
         return entry[0]
 
@@ -250,8 +255,13 @@ class Optimizer:
                 q = groups[-1][-1]
                 block_q, offset_q = self._slot_place[q.name]
                 block_p, offset_p = self._slot_place[p.name]
-                if (p.arena is not None and p.arena is q.arena and p.offset == q.offset + q.size
-                        and block_p == block_q and offset_p == offset_q + q.size):
+                if (
+                    p.arena is not None
+                    and p.arena is q.arena
+                    and p.offset == q.offset + q.size
+                    and block_p == block_q
+                    and offset_p == offset_q + q.size
+                ):
                     groups[-1].append(p)
                     continue
             groups.append([p])
@@ -261,10 +271,10 @@ class Optimizer:
             if len(group) == 1 or first.arena is None:
                 value, grad = first.value.reshape(-1), first.grad.reshape(-1)
             else:
-                value = first.arena.values[first.offset:first.offset + size]
-                grad = first.arena.grads[first.offset:first.offset + size]
+                value = first.arena.values[first.offset : first.offset + size]
+                grad = first.arena.grads[first.offset : first.offset + size]
             block_id, offset = self._slot_place[first.name]
-            slots = tuple(b[offset:offset + size] for b in self._slot_blocks[block_id])
+            slots = tuple(b[offset : offset + size] for b in self._slot_blocks[block_id])
             runs.append(_Run(group, value, grad, slots))
         return runs
 
@@ -300,7 +310,8 @@ class Optimizer:
         return {
             "name": self.name,
             "learning_rate": schedules.serialize(lr)
-            if isinstance(lr, schedules.LearningRateSchedule) else lr,
+            if isinstance(lr, schedules.LearningRateSchedule)
+            else lr,
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
@@ -316,4 +327,3 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(learning_rate={self._learning_rate!r})"
-

@@ -30,8 +30,10 @@ class RMSprop(Optimizer):
             raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
         self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
         self.centered = bool(centered)
-        self.slot_names = ("velocity",) + (("momentum",) if self.momentum else ()) + (
-            ("average_gradient",) if self.centered else ()
+        self.slot_names = (
+            ("velocity",)
+            + (("momentum",) if self.momentum else ())
+            + (("average_gradient",) if self.centered else ())
         )
         super().__init__(learning_rate, **kwargs)
 
@@ -64,5 +66,10 @@ class RMSprop(Optimizer):
             value -= work
 
     def get_config(self):
-        return {**super().get_config(), "rho": self.rho, "momentum": self.momentum,
-                "epsilon": self.epsilon, "centered": self.centered}
+        return {
+            **super().get_config(),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "centered": self.centered,
+        }

@@ -27,8 +27,10 @@ class SGD(Optimizer):
         nesterov: bool = False,
         **kwargs,
     ) -> None:
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not (
-            0.0 <= momentum <= 1.0
+        if (
+            isinstance(momentum, bool)
+            or not isinstance(momentum, (int, float))
+            or not (0.0 <= momentum <= 1.0)
         ):
             raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
         self.momentum = float(momentum)

@@ -28,16 +28,20 @@ def make_data(n: int = 240, seed: int = 1):
 
 def make_model(seed: int = 0) -> lk.Sequential:
     lk.utils.set_random_seed(seed)
-    model = lk.Sequential([
-        lk.layers.Input((20,)),
-        lk.layers.Dense(16, activation="relu", name="hidden1"),
-        lk.layers.Dropout(0.2, name="drop"),
-        lk.layers.Dense(8, activation="relu", name="hidden2"),
-        lk.layers.Dense(3, name="out"),
-    ])
-    model.compile(optimizer=lk.optim.Adam(learning_rate=0.01),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model = lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(16, activation="relu", name="hidden1"),
+            lk.layers.Dropout(0.2, name="drop"),
+            lk.layers.Dense(8, activation="relu", name="hidden2"),
+            lk.layers.Dense(3, name="out"),
+        ]
+    )
+    model.compile(
+        optimizer=lk.optim.Adam(learning_rate=0.01),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     return model
 
 
@@ -72,10 +76,19 @@ def test_filepath_formatting_with_epoch_and_val_loss(tmp_path):
     model = make_model()
     recorder = WeightsRecorder()
     checkpoint = lk.callbacks.ModelCheckpoint(str(tmp_path / "ckpt-{epoch:02d}-{val_loss:.3f}.h5"))
-    history = model.fit(x, y, batch_size=32, epochs=3, verbose=0, validation_split=0.25,
-                        callbacks=[checkpoint, recorder])
-    expected = [f"ckpt-{epoch + 1:02d}-{val_loss:.3f}.h5"
-                for epoch, val_loss in enumerate(history.history["val_loss"])]
+    history = model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=3,
+        verbose=0,
+        validation_split=0.25,
+        callbacks=[checkpoint, recorder],
+    )
+    expected = [
+        f"ckpt-{epoch + 1:02d}-{val_loss:.3f}.h5"
+        for epoch, val_loss in enumerate(history.history["val_loss"])
+    ]
     assert h5_files(tmp_path) == expected
     assert checkpoint.last_saved == str(tmp_path / expected[-1])
     # Each file holds the model as it was at the end of its epoch.
@@ -95,24 +108,37 @@ def test_filepath_with_unknown_key_is_a_clear_error(tmp_path):
     assert h5_files(tmp_path) == []
 
 
-@pytest.mark.parametrize(("monitor", "mode", "values", "best_epochs"), [
-    ("val_loss", "auto", [0.9, 1.2, 0.5, 0.5, 0.7, 0.2], [1, 3, 6]),
-    ("val_accuracy", "auto", [0.5, 0.4, 0.6, 0.6, 0.9, 0.8], [1, 3, 5]),
-    ("val_accuracy", "min", [0.5, 0.4, 0.6, 0.6, 0.9, 0.3], [1, 2, 6]),
-    ("loss", "max", [0.9, 1.2, 0.5, 1.3, 0.7, 0.2], [1, 2, 4]),
-])
+@pytest.mark.parametrize(
+    ("monitor", "mode", "values", "best_epochs"),
+    [
+        ("val_loss", "auto", [0.9, 1.2, 0.5, 0.5, 0.7, 0.2], [1, 3, 6]),
+        ("val_accuracy", "auto", [0.5, 0.4, 0.6, 0.6, 0.9, 0.8], [1, 3, 5]),
+        ("val_accuracy", "min", [0.5, 0.4, 0.6, 0.6, 0.9, 0.3], [1, 2, 6]),
+        ("loss", "max", [0.9, 1.2, 0.5, 1.3, 0.7, 0.2], [1, 2, 4]),
+    ],
+)
 def test_save_best_only_saves_on_improvement(tmp_path, monitor, mode, values, best_epochs):
     x, y = make_data(96)
     model = make_model()
     recorder = WeightsRecorder()
-    every = lk.callbacks.ModelCheckpoint(str(tmp_path / "best-{epoch:02d}.h5"),
-                                         monitor=monitor, mode=mode, save_best_only=True)
-    latest = lk.callbacks.ModelCheckpoint(str(tmp_path / "best.h5"), monitor=monitor,
-                                          mode=mode, save_best_only=True)
-    model.fit(x, y, batch_size=32, epochs=6, verbose=0, validation_split=0.25,
-              callbacks=[Script(monitor, values), every, latest, recorder])
+    every = lk.callbacks.ModelCheckpoint(
+        str(tmp_path / "best-{epoch:02d}.h5"), monitor=monitor, mode=mode, save_best_only=True
+    )
+    latest = lk.callbacks.ModelCheckpoint(
+        str(tmp_path / "best.h5"), monitor=monitor, mode=mode, save_best_only=True
+    )
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=6,
+        verbose=0,
+        validation_split=0.25,
+        callbacks=[Script(monitor, values), every, latest, recorder],
+    )
     assert h5_files(tmp_path) == sorted(
-        ["best.h5", *(f"best-{epoch:02d}.h5" for epoch in best_epochs)])
+        ["best.h5", *(f"best-{epoch:02d}.h5" for epoch in best_epochs)]
+    )
     best = best_epochs[-1]
     assert every.best == values[best - 1]
     loaded = lk.load_model(tmp_path / "best.h5")
@@ -124,8 +150,9 @@ def test_save_best_only_saves_on_improvement(tmp_path, monitor, mode, values, be
 def test_save_best_only_with_missing_monitor_warns_and_saves_nothing(tmp_path):
     x, y = make_data(64)
     model = make_model()
-    checkpoint = lk.callbacks.ModelCheckpoint(str(tmp_path / "m.h5"), monitor="val_loss",
-                                              save_best_only=True)
+    checkpoint = lk.callbacks.ModelCheckpoint(
+        str(tmp_path / "m.h5"), monitor="val_loss", save_best_only=True
+    )
     with pytest.warns(UserWarning, match="val_loss"):
         model.fit(x, y, epochs=2, verbose=0, callbacks=[checkpoint])
     assert h5_files(tmp_path) == []
@@ -135,8 +162,9 @@ def test_save_best_only_with_missing_monitor_warns_and_saves_nothing(tmp_path):
 def test_save_weights_only(tmp_path, weights_only):
     x, y = make_data(96)
     model = make_model()
-    checkpoint = lk.callbacks.ModelCheckpoint(str(tmp_path / "e{epoch}.h5"),
-                                              save_weights_only=weights_only)
+    checkpoint = lk.callbacks.ModelCheckpoint(
+        str(tmp_path / "e{epoch}.h5"), save_weights_only=weights_only
+    )
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[checkpoint])
     assert h5_files(tmp_path) == ["e1.h5", "e2.h5"]
     with h5py.File(tmp_path / "e2.h5", "r") as f:
@@ -146,7 +174,10 @@ def test_save_weights_only(tmp_path, weights_only):
         assert sorted(f["weights"]) == ["hidden1", "hidden2", "out"]
     fresh = make_model(seed=5)
     assert fresh.load_weights(tmp_path / "e2.h5") == [
-        ("hidden1", "hidden1"), ("hidden2", "hidden2"), ("out", "out")]
+        ("hidden1", "hidden1"),
+        ("hidden2", "hidden2"),
+        ("out", "out"),
+    ]
     for a, b in zip(fresh.get_weights(), model.get_weights(), strict=True):
         assert np.array_equal(a, b)
 
@@ -202,12 +233,24 @@ def run_training(tmp_path: Path, backup_dir: Path, out: Path, kill: str):
     env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
-    result = subprocess.run([sys.executable, str(script), str(backup_dir), str(out), kill],
-                            capture_output=True, text=True, timeout=120, env=env)
-    begun = [int(line.split()[1]) for line in result.stdout.splitlines()
-             if line.startswith("begin ")]
-    history = next((json.loads(line[len("history "):]) for line in result.stdout.splitlines()
-                    if line.startswith("history ")), None)
+    result = subprocess.run(
+        [sys.executable, str(script), str(backup_dir), str(out), kill],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    begun = [
+        int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("begin ")
+    ]
+    history = next(
+        (
+            json.loads(line[len("history ") :])
+            for line in result.stdout.splitlines()
+            if line.startswith("history ")
+        ),
+        None,
+    )
     return result, begun, history
 
 
@@ -223,12 +266,16 @@ def uninterrupted(tmp_path_factory):
     return lk.load_model(out), history
 
 
-@pytest.mark.parametrize(("kill", "returncode", "completed"), [
-    ("exit_after_epoch_3", 3, 3),
-    ("sigkill_in_epoch_5", -9, 4),
-])
-def test_backup_and_restore_resumes_to_same_weights(tmp_path, uninterrupted, kill, returncode,
-                                                    completed):
+@pytest.mark.parametrize(
+    ("kill", "returncode", "completed"),
+    [
+        ("exit_after_epoch_3", 3, 3),
+        ("sigkill_in_epoch_5", -9, 4),
+    ],
+)
+def test_backup_and_restore_resumes_to_same_weights(
+    tmp_path, uninterrupted, kill, returncode, completed
+):
     reference, reference_history = uninterrupted
     backup_dir, out = tmp_path / "backup", tmp_path / "final.h5"
     backup = backup_dir / "backup.h5"
@@ -251,8 +298,9 @@ def test_backup_and_restore_resumes_to_same_weights(tmp_path, uninterrupted, kil
     assert history["epoch"] == list(range(completed, 6))
     # The resumed epochs log what the unbroken run logged for them.
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-        np.testing.assert_allclose(history[key], reference_history[key][completed:],
-                                   rtol=0, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(
+            history[key], reference_history[key][completed:], rtol=0, atol=1e-6, err_msg=key
+        )
     assert not backup.exists()  # deleted after the normal finish
     resumed = lk.load_model(out)
     for got, want in zip(resumed.get_weights(), reference.get_weights(), strict=True):

@@ -25,12 +25,14 @@ REPO_ROOT = Path(lk.__file__).resolve().parents[1]
 # --- local helpers -------------------------------------------------------------------
 def make_model(seed: int) -> lk.Sequential:
     lk.utils.set_random_seed(seed)
-    return lk.Sequential([
-        lk.layers.Input((20,)),
-        lk.layers.Dense(16, activation="relu", name="hidden1"),
-        lk.layers.Dense(8, activation="relu", name="hidden2"),
-        lk.layers.Dense(3, name="out"),
-    ])
+    return lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(16, activation="relu", name="hidden1"),
+            lk.layers.Dense(8, activation="relu", name="hidden2"),
+            lk.layers.Dense(3, name="out"),
+        ]
+    )
 
 
 def subprocess_env() -> dict[str, str]:
@@ -109,14 +111,24 @@ def test_sigkill_during_saves_never_corrupts_the_target(tmp_path):
     sets = [make_model(seed=k).get_weights() for k in (1, 2)]
     assert which_set(sets[0], sets) == 0
     assert which_set(sets[1], sets) == 1
-    np.savez(tmp_path / "sets.npz",
-             **{f"s{k}_{i}": w for k in range(2) for i, w in enumerate(sets[k])})
+    np.savez(
+        tmp_path / "sets.npz", **{f"s{k}_{i}": w for k in range(2) for i, w in enumerate(sets[k])}
+    )
     model_path, weights_path = tmp_path / "model.h5", tmp_path / "model.weights.h5"
 
     zygote = subprocess.Popen(
-        [sys.executable, "-c", ZYGOTE, str(model_path), str(weights_path),
-         str(tmp_path / "sets.npz")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        [
+            sys.executable,
+            "-c",
+            ZYGOTE,
+            str(model_path),
+            str(weights_path),
+            str(tmp_path / "sets.npz"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        bufsize=1,
         env=subprocess_env(),
     )
     rng = np.random.default_rng(2024)
@@ -226,11 +238,14 @@ def _fail_in_replace(monkeypatch):
     monkeypatch.setattr(os, "replace", replace)
 
 
-@pytest.mark.parametrize("fail", [
-    pytest.param(_fail_in_write, id="h5py_write"),
-    pytest.param(_fail_in_fsync, id="fsync"),
-    pytest.param(_fail_in_replace, id="replace"),
-])
+@pytest.mark.parametrize(
+    "fail",
+    [
+        pytest.param(_fail_in_write, id="h5py_write"),
+        pytest.param(_fail_in_fsync, id="fsync"),
+        pytest.param(_fail_in_replace, id="replace"),
+    ],
+)
 @pytest.mark.parametrize("method", ["save", "save_weights"])
 def test_failed_write_leaves_previous_file_intact(tmp_path, monkeypatch, fail, method):
     target = tmp_path / "ckpt.h5"
@@ -326,7 +341,10 @@ def test_read_only_folder_raises_permission_error(method):
                 os.chown(folder, 65534, 65534)
                 result = subprocess.run(
                     [sys.executable, "-c", READ_ONLY_CHECK, str(target), method],
-                    capture_output=True, text=True, timeout=60, env=subprocess_env(),
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env=subprocess_env(),
                 )
                 assert result.returncode == 0, result.stderr
                 line = result.stdout.strip()

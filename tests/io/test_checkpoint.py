@@ -88,7 +88,11 @@ def test_round_trip_restores_predictions_config_and_compiled_state(tmp_path):
     assert [layer.trainable for layer in loaded.layers] == [True, True, False, True]
     assert [p.name for p in loaded.non_trainable_weights] == ["hidden2/kernel", "hidden2/bias"]
     assert [p.name for p in loaded.trainable_weights] == [
-        "hidden1/kernel", "hidden1/bias", "out/kernel", "out/bias"]
+        "hidden1/kernel",
+        "hidden1/bias",
+        "out/kernel",
+        "out/bias",
+    ]
     # Compiled state: loss, metrics, optimizer and its hyper-parameters.
     assert loaded.compiled
     assert type(loaded.loss) is lk.losses.SparseCategoricalCrossentropy
@@ -134,19 +138,24 @@ def test_round_trip_with_learning_rate_schedule(tmp_path):
     assert loaded.loss.from_logits is False
 
 
-@pytest.mark.parametrize("optimizer", [
-    pytest.param(lambda: lk.optim.SGD(0.05, momentum=0.7, nesterov=True), id="sgd"),
-    pytest.param(lambda: lk.optim.RMSprop(0.01, rho=0.8, momentum=0.3), id="rmsprop"),
-    pytest.param(lambda: lk.optim.Adagrad(0.02, clipnorm=1.5), id="adagrad"),
-    pytest.param(lambda: lk.optim.Adadelta(1.0, clipvalue=0.5), id="adadelta"),
-])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        pytest.param(lambda: lk.optim.SGD(0.05, momentum=0.7, nesterov=True), id="sgd"),
+        pytest.param(lambda: lk.optim.RMSprop(0.01, rho=0.8, momentum=0.3), id="rmsprop"),
+        pytest.param(lambda: lk.optim.Adagrad(0.02, clipnorm=1.5), id="adagrad"),
+        pytest.param(lambda: lk.optim.Adadelta(1.0, clipvalue=0.5), id="adadelta"),
+    ],
+)
 def test_round_trip_other_optimizers_and_metric_objects(tmp_path, optimizer):
     x, y = make_data(96)
     y_onehot = lk.utils.to_categorical(y, 3)
     model = make_model(dropout=False)
-    model.compile(optimizer=optimizer(),
-                  loss=lk.losses.CategoricalCrossentropy(from_logits=True),
-                  metrics=[lk.metrics.CategoricalAccuracy(name="cacc"), "mae"])
+    model.compile(
+        optimizer=optimizer(),
+        loss=lk.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=[lk.metrics.CategoricalAccuracy(name="cacc"), "mae"],
+    )
     model.fit(x, y_onehot, batch_size=32, epochs=2, verbose=0)
     loaded = lk.load_model(model.save(tmp_path / "opt.h5"))
     assert type(loaded.optimizer) is type(model.optimizer)
@@ -161,7 +170,8 @@ def test_round_trip_other_optimizers_and_metric_objects(tmp_path, optimizer):
         for slot, array in saved.items():
             assert np.array_equal(loaded.optimizer.slots(p.name)[slot], array), (p.name, slot)
     assert loaded.evaluate(x, y_onehot, return_dict=True) == model.evaluate(
-        x, y_onehot, return_dict=True)
+        x, y_onehot, return_dict=True
+    )
     # One more step from the same state gives the same weights.
     model.train_on_batch(x[:32], y_onehot[:32])
     loaded.train_on_batch(x[:32], y_onehot[:32])
@@ -271,8 +281,9 @@ def test_resume_in_new_process_matches_unbroken_run(tmp_path, use_schedule):
     ref_history = reference.fit(x, y, batch_size=32, epochs=2, verbose=0)
 
     out = tmp_path / "resumed.h5"
-    result = run_python(RESUME_CODE.format(data=str(tmp_path / "data.npz"), ckpt=ckpt,
-                                           out=str(out)))
+    result = run_python(
+        RESUME_CODE.format(data=str(tmp_path / "data.npz"), ckpt=ckpt, out=str(out))
+    )
     history = json.loads(result.stdout.strip().splitlines()[-1])
 
     resumed = lk.load_model(out)
@@ -286,8 +297,9 @@ def test_resume_in_new_process_matches_unbroken_run(tmp_path, use_schedule):
     assert resumed.optimizer.learning_rate == pytest.approx(reference.optimizer.learning_rate)
     for p in reference.weights:
         for slot, array in reference.optimizer.slots(p.name).items():
-            np.testing.assert_allclose(resumed.optimizer.slots(p.name)[slot], array,
-                                       rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(
+                resumed.optimizer.slots(p.name)[slot], array, rtol=1e-5, atol=1e-7
+            )
     assert resumed.training_position()["epochs_done"] == 2
 
 
@@ -308,8 +320,10 @@ def _load_weights(path):
     return make_model(seed=5, dropout=False).load_weights(path)
 
 
-LOADERS = [pytest.param(_load_model, id="load_model"),
-           pytest.param(_load_weights, id="load_weights")]
+LOADERS = [
+    pytest.param(_load_model, id="load_model"),
+    pytest.param(_load_weights, id="load_weights"),
+]
 
 
 @pytest.mark.parametrize("loader", LOADERS)
@@ -340,9 +354,11 @@ def _plain_hdf5(tmp_path) -> Path:
     return path
 
 
-BAD_FILES = [pytest.param(_random_bytes, id="random_bytes"),
-             pytest.param(_truncated, id="truncated"),
-             pytest.param(_plain_hdf5, id="plain_hdf5")]
+BAD_FILES = [
+    pytest.param(_random_bytes, id="random_bytes"),
+    pytest.param(_truncated, id="truncated"),
+    pytest.param(_plain_hdf5, id="plain_hdf5"),
+]
 
 
 @pytest.mark.parametrize("make_bad", BAD_FILES)

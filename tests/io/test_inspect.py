@@ -21,19 +21,26 @@ REPO_ROOT = Path(lk.__file__).resolve().parents[1]
 def inspect(path) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, "-m", "layerkit", "inspect", str(path)],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "layerkit", "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def make_model(seed: int = 0) -> lk.Sequential:
     lk.utils.set_random_seed(seed)
-    return lk.Sequential([
-        lk.layers.Input((20,)),
-        lk.layers.Dense(16, activation="relu", name="hidden1"),
-        lk.layers.Dropout(0.2, name="drop"),
-        lk.layers.Dense(8, activation="relu", name="hidden2"),
-        lk.layers.Dense(3, name="out"),
-    ])
+    return lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(16, activation="relu", name="hidden1"),
+            lk.layers.Dropout(0.2, name="drop"),
+            lk.layers.Dense(8, activation="relu", name="hidden2"),
+            lk.layers.Dense(3, name="out"),
+        ]
+    )
 
 
 def make_data(n: int = 200):
@@ -45,9 +52,11 @@ def make_data(n: int = 200):
 def trained_checkpoint(tmp_path_factory):
     x, y = make_data()
     model = make_model()
-    model.compile(optimizer=lk.optim.Adam(learning_rate=0.003),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=lk.optim.Adam(learning_rate=0.003),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     model.freeze("hidden1")
     model.fit(x, y, batch_size=50, epochs=3, verbose=0)
     path = model.save(tmp_path_factory.mktemp("inspect") / "trained.h5")
@@ -61,7 +70,7 @@ def test_inspect_lists_layers_shapes_dtypes_and_frozen_flag(trained_checkpoint):
     assert lines[0].startswith("format: layerkit v1 (model)")
     assert f"layerkit {lk.__version__}" in lines[0]
     start = lines.index("layers:")
-    assert lines[start + 1:start + 10] == [
+    assert lines[start + 1 : start + 10] == [
         "  hidden1 (Dense)  [frozen]",
         "    kernel: shape=(20, 16) dtype=float32",
         "    bias: shape=(16,) dtype=float32",
@@ -79,11 +88,13 @@ def test_inspect_lists_layers_shapes_dtypes_and_frozen_flag(trained_checkpoint):
 def test_inspect_shows_compile_optimizer_and_training_position(trained_checkpoint):
     _, result = trained_checkpoint
     assert result.returncode == 0, result.stderr
-    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip()
-             for line in result.stdout.splitlines() if not line.startswith(" ")}
+    lines = {
+        line.split(":", 1)[0]: line.split(":", 1)[1].strip()
+        for line in result.stdout.splitlines()
+        if not line.startswith(" ")
+    }
     loss = json.loads(lines["loss"])
-    assert loss == {"class_name": "SparseCategoricalCrossentropy",
-                    "config": {"from_logits": True}}
+    assert loss == {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}
     assert json.loads(lines["metrics"]) == ["accuracy"]
     name, config = lines["optimizer"].split(" ", 1)
     assert name == "Adam"
@@ -140,13 +151,16 @@ def _folder(tmp_path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("make_bad", [
-    pytest.param(_missing, id="missing"),
-    pytest.param(_random_bytes, id="random_bytes"),
-    pytest.param(_plain_hdf5, id="plain_hdf5"),
-    pytest.param(_truncated, id="truncated"),
-    pytest.param(_folder, id="folder"),
-])
+@pytest.mark.parametrize(
+    "make_bad",
+    [
+        pytest.param(_missing, id="missing"),
+        pytest.param(_random_bytes, id="random_bytes"),
+        pytest.param(_plain_hdf5, id="plain_hdf5"),
+        pytest.param(_truncated, id="truncated"),
+        pytest.param(_folder, id="folder"),
+    ],
+)
 def test_inspect_bad_path_fails_with_message_naming_it(tmp_path, make_bad):
     path = make_bad(tmp_path)
     result = inspect(path)

@@ -18,8 +18,10 @@ def make_model(seed: int, units3: int = 16, names=NAMES, input_layer: bool = Tru
     lk.utils.set_random_seed(seed)
     sizes = [16, 16, units3, 16, 3]
     layers = [lk.layers.Input((20,))] if input_layer else []
-    layers += [lk.layers.Dense(units, activation="relu" if name != names[-1] else None,
-                               name=name) for name, units in zip(names, sizes, strict=True)]
+    layers += [
+        lk.layers.Dense(units, activation="relu" if name != names[-1] else None, name=name)
+        for name, units in zip(names, sizes, strict=True)
+    ]
     return lk.Sequential(layers)
 
 
@@ -104,17 +106,22 @@ def test_all_layers_by_default_and_from_a_full_checkpoint(tmp_path):
 # --- renaming ------------------------------------------------------------------------
 def make_encoder_model(seed: int = 2):
     lk.utils.set_random_seed(seed)
-    return lk.Sequential([
-        lk.layers.Input((20,)),
-        lk.layers.Dense(16, activation="relu", name="encoder"),
-        lk.layers.Dense(4, name="head"),
-    ])
+    return lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(16, activation="relu", name="encoder"),
+            lk.layers.Dense(4, name="head"),
+        ]
+    )
 
 
-@pytest.mark.parametrize("rename", [
-    pytest.param({"hidden1": "encoder"}, id="dict"),
-    pytest.param(lambda name: "encoder" if name == "hidden1" else name, id="function"),
-])
+@pytest.mark.parametrize(
+    "rename",
+    [
+        pytest.param({"hidden1": "encoder"}, id="dict"),
+        pytest.param(lambda name: "encoder" if name == "hidden1" else name, id="function"),
+    ],
+)
 def test_rename_reuses_hidden1_as_encoder(source_file, rename):
     source, path = source_file
     target = make_encoder_model()
@@ -130,8 +137,9 @@ def test_rename_key_outside_selection_is_refused(source_file):
     target = make_encoder_model()
     before = snapshot(target)
     with pytest.raises(ValueError, match="hidden2"):
-        target.load_weights(path, layers="hidden1", rename={"hidden1": "encoder",
-                                                            "hidden2": "head"})
+        target.load_weights(
+            path, layers="hidden1", rename={"hidden1": "encoder", "hidden2": "head"}
+        )
     assert snapshot(target) == before
 
 
@@ -245,8 +253,9 @@ def test_unbuilt_model_without_first_layer_in_selection_is_refused(source_file):
 
 def test_failed_load_leaves_unbuilt_model_unbuilt(source_file):
     _, path = source_file
-    target = make_model(seed=1, input_layer=False,
-                        names=["hidden1", "hidden2", "hidden3", "hidden4", "out"])
+    target = make_model(
+        seed=1, input_layer=False, names=["hidden1", "hidden2", "hidden3", "hidden4", "out"]
+    )
     with pytest.raises(ValueError, match="hidden10"):
         target.load_weights(path)
     # All or nothing: the failed call must not have built (and initialised) the model.

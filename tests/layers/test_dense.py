@@ -40,8 +40,9 @@ def _projection_loss(layer, x, r):
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_dense_gradients_match_finite_differences(activation, float64, fresh_session, rng,
-                                                  numeric_grad):
+def test_dense_gradients_match_finite_differences(
+    activation, float64, fresh_session, rng, numeric_grad
+):
     layer = _make_layer(activation, rng)
     x = _inputs_away_from_kinks(layer, rng, (3, 5))
     r = rng.normal(size=(3, 4))
@@ -55,10 +56,10 @@ def test_dense_gradients_match_finite_differences(activation, float64, fresh_ses
     def f():
         return _projection_loss(layer, x, r)
 
-    np.testing.assert_allclose(kernel_grad, numeric_grad(f, layer.kernel.value),
-                               rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(bias_grad, numeric_grad(f, layer.bias.value),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        kernel_grad, numeric_grad(f, layer.kernel.value), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(bias_grad, numeric_grad(f, layer.bias.value), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
 
 
@@ -75,8 +76,9 @@ def test_dense_without_bias_gradients(float64, fresh_session, rng, numeric_grad)
     def f():
         return _projection_loss(layer, x, r)
 
-    np.testing.assert_allclose(kernel_grad, numeric_grad(f, layer.kernel.value),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        kernel_grad, numeric_grad(f, layer.kernel.value), rtol=1e-6, atol=1e-8
+    )
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
 
 
@@ -95,8 +97,9 @@ def test_dense_on_rank3_inputs(float64, fresh_session, rng, numeric_grad):
     def f():
         return _projection_loss(layer, x, r)
 
-    np.testing.assert_allclose(kernel_grad, numeric_grad(f, layer.kernel.value),
-                               rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(
+        kernel_grad, numeric_grad(f, layer.kernel.value), rtol=1e-6, atol=1e-8
+    )
     np.testing.assert_allclose(dx, numeric_grad(f, x), rtol=1e-6, atol=1e-8)
 
 
@@ -180,8 +183,9 @@ def test_non_integer_units():
 
 
 def test_config_round_trip(fresh_session):
-    layer = Dense(7, activation="tanh", use_bias=False, name="d", input_dim=3,
-                  kernel_initializer="he_normal")
+    layer = Dense(
+        7, activation="tanh", use_bias=False, name="d", input_dim=3, kernel_initializer="he_normal"
+    )
     config = layer.get_config()
     assert config["units"] == 7
     assert config["activation"] == "tanh"

@@ -120,8 +120,9 @@ def test_flatten_values_and_gradient(float64, fresh_session, rng, numeric_grad):
 
 
 def test_flatten_in_a_model(fresh_session):
-    model = lk.Sequential([Input((2, 3)), Flatten(), lk.layers.Dense(1, kernel_initializer="ones",
-                                                                    use_bias=False)])
+    model = lk.Sequential(
+        [Input((2, 3)), Flatten(), lk.layers.Dense(1, kernel_initializer="ones", use_bias=False)]
+    )
     assert model.output_shape == (None, 1)
     out = model.predict(np.arange(12, dtype=np.float32).reshape(2, 2, 3))
     np.testing.assert_allclose(out, [[15.0], [51.0]])

@@ -24,20 +24,23 @@ def _check_model_gradients(model, x, y, numeric_grad):
 
     for grad, p in pairs:
         assert grad.dtype == np.float64
-        np.testing.assert_allclose(grad, numeric_grad(f, p.value), rtol=1e-6, atol=1e-8,
-                                   err_msg=p.name)
+        np.testing.assert_allclose(
+            grad, numeric_grad(f, p.value), rtol=1e-6, atol=1e-8, err_msg=p.name
+        )
     # compute_gradients changes no weight (and the checks restored every value)
     for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 def _three_layers(last_units, last_activation):
-    return lk.Sequential([
-        Input((4,)),
-        Dense(5, activation="tanh", name="h1"),
-        Dense(3, activation="elu", name="h2"),
-        Dense(last_units, activation=last_activation, name="out"),
-    ])
+    return lk.Sequential(
+        [
+            Input((4,)),
+            Dense(5, activation="tanh", name="h1"),
+            Dense(3, activation="elu", name="h2"),
+            Dense(last_units, activation=last_activation, name="out"),
+        ]
+    )
 
 
 def test_three_layer_mse_gradients(float64, fresh_session, rng, numeric_grad):
@@ -49,20 +52,23 @@ def test_three_layer_mse_gradients(float64, fresh_session, rng, numeric_grad):
 
 
 def test_three_layer_relu_mae_gradients(float64, fresh_session, rng, numeric_grad):
-    model = lk.Sequential([
-        Input((4,)),
-        Dense(6, activation="relu", name="h1", bias_initializer=lk.initializers.Constant(0.3)),
-        Dense(4, activation="leaky_relu", name="h2"),
-        Dense(2, activation="sigmoid", name="out"),
-    ])
+    model = lk.Sequential(
+        [
+            Input((4,)),
+            Dense(6, activation="relu", name="h1", bias_initializer=lk.initializers.Constant(0.3)),
+            Dense(4, activation="leaky_relu", name="h2"),
+            Dense(2, activation="sigmoid", name="out"),
+        ]
+    )
     model.compile(optimizer="sgd", loss="mae")
     x = rng.normal(size=(5, 4))
     y = rng.uniform(-1, 2, size=(5, 2))  # far from the sigmoid's range: no MAE kink
     _check_model_gradients(model, x, y, numeric_grad)
 
 
-def test_softmax_categorical_crossentropy_fused_gradients(float64, fresh_session, rng,
-                                                          numeric_grad):
+def test_softmax_categorical_crossentropy_fused_gradients(
+    float64, fresh_session, rng, numeric_grad
+):
     model = _three_layers(3, "softmax")
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
     fused = model._plan(0)[2]
@@ -73,8 +79,9 @@ def test_softmax_categorical_crossentropy_fused_gradients(float64, fresh_session
     _check_model_gradients(model, x, y, numeric_grad)
 
 
-def test_softmax_sparse_categorical_crossentropy_fused_gradients(float64, fresh_session, rng,
-                                                                 numeric_grad):
+def test_softmax_sparse_categorical_crossentropy_fused_gradients(
+    float64, fresh_session, rng, numeric_grad
+):
     model = _three_layers(3, "softmax")
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
     assert model._plan(0)[2] is not None
@@ -94,8 +101,7 @@ def test_sigmoid_binary_crossentropy_fused_gradients(float64, fresh_session, rng
 
 def test_logits_output_gradients(float64, fresh_session, rng, numeric_grad):
     model = _three_layers(3, "linear")
-    model.compile(optimizer="sgd",
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer="sgd", loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
     assert model._plan(0)[2] is None
     x = rng.normal(size=(6, 4))
     y = rng.integers(0, 3, size=6)
@@ -140,7 +146,7 @@ def test_single_weight_regression_to_ten(fresh_session):
     assert abs(a0) < 2.0
     for _ in range(2):
         for i in range(100):
-            model.train_on_batch(x[i:i + 1], y[i:i + 1])
+            model.train_on_batch(x[i : i + 1], y[i : i + 1])
     a = float(model.get_weights()[0][0, 0])
     assert a == pytest.approx(10.0, abs=0.5)
     assert model.optimizer.iterations == 200
@@ -154,15 +160,17 @@ def test_single_weight_regression_to_ten(fresh_session):
 def test_logistic_unit_finds_the_boundary(fresh_session):
     """N(-1, 1) labelled 0, N(3, 1) labelled 1: the boundary -b/w should be near 1."""
     data = np.random.default_rng(1)
-    x = np.concatenate([data.normal(-1.0, 1.0, 50), data.normal(3.0, 1.0, 50)]).astype(
-        np.float32)
+    x = np.concatenate([data.normal(-1.0, 1.0, 50), data.normal(3.0, 1.0, 50)]).astype(np.float32)
     y = np.concatenate([np.zeros(50), np.ones(50)]).astype(np.float32)
     model = lk.Sequential([Dense(1, input_dim=1, name="unit")])
-    model.compile(optimizer=lk.optim.SGD(learning_rate=0.05),
-                  loss=lk.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    model.compile(
+        optimizer=lk.optim.SGD(learning_rate=0.05),
+        loss=lk.losses.BinaryCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     order = data.integers(0, 100, size=1400)
     for i in order:
-        model.train_on_batch(x[i:i + 1], y[i:i + 1])
+        model.train_on_batch(x[i : i + 1], y[i : i + 1])
     w, b = (float(v.ravel()[0]) for v in model.get_weights())
     assert w > 0
     assert -b / w == pytest.approx(1.0, abs=0.5)
@@ -212,9 +220,14 @@ def test_first_step_of_the_line_fit_by_hand(float64, fresh_session):
 def _seeded_run(seed):
     lk.utils.clear_session()
     lk.utils.set_random_seed(seed)
-    model = lk.Sequential([
-        Input((6,)), Dense(16, activation="relu"), Dropout(0.3), Dense(3, activation="softmax"),
-    ])
+    model = lk.Sequential(
+        [
+            Input((6,)),
+            Dense(16, activation="relu"),
+            Dropout(0.3),
+            Dense(3, activation="softmax"),
+        ]
+    )
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     data = np.random.default_rng(99)
     x = data.normal(size=(64, 6)).astype(np.float32)
@@ -234,11 +247,13 @@ def test_set_random_seed_makes_training_reproducible(fresh_session):
 
 
 def _mnist_mlp():
-    return lk.Sequential([
-        Input((784,)),
-        Dense(300, activation="relu", name="hidden1"),
-        Dense(10, activation="softmax", name="outputs"),
-    ])
+    return lk.Sequential(
+        [
+            Input((784,)),
+            Dense(300, activation="relu", name="hidden1"),
+            Dense(10, activation="softmax", name="outputs"),
+        ]
+    )
 
 
 def test_summary_counts_with_a_frozen_layer(fresh_session):
@@ -263,12 +278,14 @@ def test_summary_counts_with_a_frozen_layer(fresh_session):
 
 
 def test_config_round_trip(fresh_session, rng):
-    model = lk.Sequential([
-        Input((5,)),
-        Dense(4, activation="relu", name="hidden"),
-        Dropout(0.2, name="drop"),
-        Dense(2, activation="sigmoid", name="out", use_bias=False),
-    ])
+    model = lk.Sequential(
+        [
+            Input((5,)),
+            Dense(4, activation="relu", name="hidden"),
+            Dropout(0.2, name="drop"),
+            Dense(2, activation="sigmoid", name="out", use_bias=False),
+        ]
+    )
     config = model.get_config()
     clone = lk.Sequential.from_config(config)
     assert [layer.name for layer in clone.layers] == ["hidden", "drop", "out"]
@@ -290,7 +307,11 @@ def test_automatic_names(fresh_session):
     model = lk.Sequential([Input((3,)), Dense(4), Dense(2)])
     assert [layer.name for layer in model.layers] == ["dense", "dense_1"]
     assert [p.name for p in model.weights] == [
-        "dense/kernel", "dense/bias", "dense_1/kernel", "dense_1/bias"]
+        "dense/kernel",
+        "dense/bias",
+        "dense_1/kernel",
+        "dense_1/bias",
+    ]
     assert model.name == "sequential"
     assert lk.Sequential().name == "sequential_1"
     lk.utils.clear_session()
@@ -303,8 +324,7 @@ def test_duplicate_layer_names_rejected(fresh_session):
 
 
 def test_dropout_only_in_training(fresh_session, rng):
-    model = lk.Sequential([Input((20,)), Dense(20, activation="relu"), Dropout(0.5),
-                           Dense(4)])
+    model = lk.Sequential([Input((20,)), Dense(20, activation="relu"), Dropout(0.5), Dense(4)])
     x = rng.normal(size=(8, 20)).astype(np.float32)
     p1, p2 = model.predict(x), model.predict(x)
     np.testing.assert_array_equal(p1, p2)

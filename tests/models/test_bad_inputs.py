@@ -14,11 +14,13 @@ from layerkit.layers import Dense, Input
 
 @pytest.fixture
 def model(fresh_session):
-    model = lk.Sequential([
-        Input((784,)),
-        Dense(8, activation="relu", name="hidden"),
-        Dense(10, activation="softmax", name="outputs"),
-    ])
+    model = lk.Sequential(
+        [
+            Input((784,)),
+            Dense(8, activation="relu", name="hidden"),
+            Dense(10, activation="softmax", name="outputs"),
+        ]
+    )
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
@@ -58,38 +60,64 @@ def test_wrong_feature_count(model, data, method):
     call = getattr(model, method)
     args = (bad,) if method == "predict" else (bad, y)
     kwargs = {"verbose": 0} if method in ("fit", "evaluate", "predict") else {}
-    _assert_rejected(model, ValueError, ["expected 784 features, received 783", "x"], call,
-                     *args, **kwargs)
+    _assert_rejected(
+        model, ValueError, ["expected 784 features, received 783", "x"], call, *args, **kwargs
+    )
 
 
 def test_wrong_sample_shape(model, rng):
-    _assert_rejected(model, ValueError, ["(784,)", "(28, 28)"], model.predict,
-                     rng.normal(size=(3, 28, 28)))
+    _assert_rejected(
+        model, ValueError, ["(784,)", "(28, 28)"], model.predict, rng.normal(size=(3, 28, 28))
+    )
 
 
 def test_x_and_y_lengths_differ(model, data):
     x, y = data
-    _assert_rejected(model, ValueError, ["same number of samples", "x has 20", "y has 19"],
-                     model.fit, x, y[:19], verbose=0)
+    _assert_rejected(
+        model,
+        ValueError,
+        ["same number of samples", "x has 20", "y has 19"],
+        model.fit,
+        x,
+        y[:19],
+        verbose=0,
+    )
     _assert_rejected(model, ValueError, ["x has 20", "y has 19"], model.evaluate, x, y[:19])
 
 
 def test_validation_data_lengths_differ(model, data):
     x, y = data
-    _assert_rejected(model, ValueError, ["validation_data[0]", "validation_data[1]"],
-                     model.fit, x, y, validation_data=(x[:5], y[:4]), verbose=0)
+    _assert_rejected(
+        model,
+        ValueError,
+        ["validation_data[0]", "validation_data[1]"],
+        model.fit,
+        x,
+        y,
+        validation_data=(x[:5], y[:4]),
+        verbose=0,
+    )
 
 
 def test_validation_data_feature_count(model, data):
     x, y = data
-    _assert_rejected(model, ValueError, ["validation_data[0]", "expected 784 features"],
-                     model.fit, x, y, validation_data=(x[:5, :700], y[:5]), verbose=0)
+    _assert_rejected(
+        model,
+        ValueError,
+        ["validation_data[0]", "expected 784 features"],
+        model.fit,
+        x,
+        y,
+        validation_data=(x[:5, :700], y[:5]),
+        verbose=0,
+    )
 
 
 def test_one_hot_targets_for_sparse_loss(model, data):
     x, y = data
-    _assert_rejected(model, ValueError, ["y.shape=(20, 10)"], model.fit, x,
-                     np.eye(10)[y], verbose=0)
+    _assert_rejected(
+        model, ValueError, ["y.shape=(20, 10)"], model.fit, x, np.eye(10)[y], verbose=0
+    )
 
 
 # --- bad label values ----------------------------------------------------------------------------
@@ -99,8 +127,7 @@ def test_sparse_labels_out_of_range(model, data):
     x, y = data
     y = y.copy()
     y[3] = 10
-    message = _assert_rejected(model, ValueError, ["[0, 9]", "10"], model.fit, x, y,
-                               verbose=0)
+    message = _assert_rejected(model, ValueError, ["[0, 9]", "10"], model.fit, x, y, verbose=0)
     # check_targets promises errors "naming y with what was received and what was expected"
     assert re.search(r"\by\b", message), message
     y[3] = -1
@@ -119,8 +146,9 @@ def test_nan_in_targets(fresh_session, rng):
     model.compile(optimizer="sgd", loss="mse")
     y = np.ones((4, 1))
     y[2] = np.nan
-    _assert_rejected(model, ValueError, ["y", "NaN"], model.fit, rng.normal(size=(4, 3)), y,
-                     verbose=0)
+    _assert_rejected(
+        model, ValueError, ["y", "NaN"], model.fit, rng.normal(size=(4, 3)), y, verbose=0
+    )
 
 
 # --- bad x values --------------------------------------------------------------------------------
@@ -133,16 +161,23 @@ def test_nan_or_inf_inputs(model, data, bad_value, method):
     x = x.copy()
     x[7, 100] = bad_value
     args = (x,) if method == "predict" else (x, y)
-    _assert_rejected(model, ValueError, ["x", "NaN or infinite", "sample 7"],
-                     getattr(model, method), *args, verbose=0)
+    _assert_rejected(
+        model,
+        ValueError,
+        ["x", "NaN or infinite", "sample 7"],
+        getattr(model, method),
+        *args,
+        verbose=0,
+    )
 
 
 @pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
 def test_empty_arrays(model, method):
     x = np.zeros((0, 784), dtype=np.float32)
     args = (x,) if method == "predict" else (x, np.zeros(0, dtype=int))
-    _assert_rejected(model, ValueError, ["non-empty x", "(0, 784)"], getattr(model, method),
-                     *args, verbose=0)
+    _assert_rejected(
+        model, ValueError, ["non-empty x", "(0, 784)"], getattr(model, method), *args, verbose=0
+    )
 
 
 @pytest.mark.parametrize(
@@ -155,15 +190,23 @@ def test_empty_arrays(model, method):
     ids=["str", "object", "complex"],
 )
 def test_non_numeric_inputs(model, x):
-    _assert_rejected(model, TypeError, ["numeric", "x", str(x.dtype)], model.fit, x,
-                     np.zeros(2, dtype=int), verbose=0)
+    _assert_rejected(
+        model,
+        TypeError,
+        ["numeric", "x", str(x.dtype)],
+        model.fit,
+        x,
+        np.zeros(2, dtype=int),
+        verbose=0,
+    )
     _assert_rejected(model, TypeError, ["numeric", "x"], model.predict, x)
 
 
 def test_string_labels(model, data):
     x, _ = data
-    _assert_rejected(model, TypeError, ["numeric", "y"], model.fit, x,
-                     np.array(["cat"] * 20), verbose=0)
+    _assert_rejected(
+        model, TypeError, ["numeric", "y"], model.fit, x, np.array(["cat"] * 20), verbose=0
+    )
 
 
 def test_none_inputs(model, data):
@@ -178,18 +221,29 @@ def test_none_inputs(model, data):
 @pytest.mark.parametrize("batch_size", [0, -5])
 def test_batch_size_not_positive(model, data, batch_size):
     x, y = data
-    _assert_rejected(model, ValueError, [f"batch_size={batch_size}"], model.fit, x, y,
-                     batch_size=batch_size, verbose=0)
-    _assert_rejected(model, ValueError, [f"batch_size={batch_size}"], model.evaluate, x, y,
-                     batch_size=batch_size)
-    _assert_rejected(model, ValueError, [f"batch_size={batch_size}"], model.predict, x,
-                     batch_size=batch_size)
+    _assert_rejected(
+        model,
+        ValueError,
+        [f"batch_size={batch_size}"],
+        model.fit,
+        x,
+        y,
+        batch_size=batch_size,
+        verbose=0,
+    )
+    _assert_rejected(
+        model, ValueError, [f"batch_size={batch_size}"], model.evaluate, x, y, batch_size=batch_size
+    )
+    _assert_rejected(
+        model, ValueError, [f"batch_size={batch_size}"], model.predict, x, batch_size=batch_size
+    )
 
 
 def test_batch_size_not_integer(model, data):
     x, y = data
-    _assert_rejected(model, TypeError, ["batch_size=2.5"], model.fit, x, y, batch_size=2.5,
-                     verbose=0)
+    _assert_rejected(
+        model, TypeError, ["batch_size=2.5"], model.fit, x, y, batch_size=2.5, verbose=0
+    )
 
 
 def test_negative_epochs(model, data):
@@ -199,8 +253,16 @@ def test_negative_epochs(model, data):
 
 def test_bad_validation_split(model, data):
     x, y = data
-    _assert_rejected(model, ValueError, ["validation_split=1.5"], model.fit, x, y,
-                     validation_split=1.5, verbose=0)
+    _assert_rejected(
+        model,
+        ValueError,
+        ["validation_split=1.5"],
+        model.fit,
+        x,
+        y,
+        validation_split=1.5,
+        verbose=0,
+    )
 
 
 def test_bad_verbose(model, data):
@@ -273,17 +335,18 @@ def test_predict_works_before_compile(fresh_session):
 
 def test_set_weights_wrong_count(model):
     weights = model.get_weights()
-    _assert_rejected(model, ValueError, ["expects 4", "received 3"], model.set_weights,
-                     weights[:3])
-    _assert_rejected(model, ValueError, ["expects 4", "received 5"], model.set_weights,
-                     [*weights, weights[-1]])
+    _assert_rejected(model, ValueError, ["expects 4", "received 3"], model.set_weights, weights[:3])
+    _assert_rejected(
+        model, ValueError, ["expects 4", "received 5"], model.set_weights, [*weights, weights[-1]]
+    )
 
 
 def test_set_weights_wrong_shape_changes_nothing(model):
     weights = [w + 1.0 for w in model.get_weights()]
     weights[3] = np.zeros(11)  # the last one is wrong: the first three must not be written
-    _assert_rejected(model, ValueError, ["outputs/bias", "(10,)", "(11,)"], model.set_weights,
-                     weights)
+    _assert_rejected(
+        model, ValueError, ["outputs/bias", "(10,)", "(11,)"], model.set_weights, weights
+    )
 
 
 def test_set_weights_not_a_list(model):

@@ -19,15 +19,17 @@ def make_data(n: int = 256, seed: int = 1):
 def make_model(seed: int = 0, names=("hidden1", "hidden2", "out"), compile_model=True):
     """20 -> 16 -> 8 -> 3, no Dropout (deterministic steps)."""
     lk.utils.set_random_seed(seed)
-    sizes = [16, 8, 3][-len(names):] if len(names) <= 3 else [16] * (len(names) - 1) + [3]
+    sizes = [16, 8, 3][-len(names) :] if len(names) <= 3 else [16] * (len(names) - 1) + [3]
     layers = [lk.layers.Input((20,))]
     for i, (name, units) in enumerate(zip(names, sizes, strict=True)):
         last = i == len(names) - 1
         layers.append(lk.layers.Dense(units, activation=None if last else "tanh", name=name))
     model = lk.Sequential(layers)
     if compile_model:
-        model.compile(optimizer=lk.optim.Adam(learning_rate=0.01),
-                      loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            optimizer=lk.optim.Adam(learning_rate=0.01),
+            loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
     return model
 
 
@@ -88,7 +90,11 @@ def test_trainable_and_non_trainable_weights():
     model = make_model(compile_model=False)
     model.freeze("hidden2")
     assert [p.name for p in model.trainable_weights] == [
-        "hidden1/kernel", "hidden1/bias", "out/kernel", "out/bias"]
+        "hidden1/kernel",
+        "hidden1/bias",
+        "out/kernel",
+        "out/bias",
+    ]
     assert [p.name for p in model.non_trainable_weights] == ["hidden2/kernel", "hidden2/bias"]
     assert all(not p.trainable for p in model.non_trainable_weights)
     assert all(p.trainable for p in model.trainable_weights)
@@ -135,8 +141,12 @@ def test_gradients_reach_trainable_layer_below_a_frozen_one():
     model = make_model()
     model.freeze("hidden2")
     loss, pairs = model.compute_gradients(x[:64], y[:64])
-    assert [p.name for _, p in pairs] == ["hidden1/kernel", "hidden1/bias",
-                                          "out/kernel", "out/bias"]
+    assert [p.name for _, p in pairs] == [
+        "hidden1/kernel",
+        "hidden1/bias",
+        "out/kernel",
+        "out/bias",
+    ]
     grads = {p.name: g for g, p in pairs}
     assert np.linalg.norm(grads["hidden1/kernel"]) > 1e-4
     assert np.linalg.norm(grads["hidden1/bias"]) > 1e-5
@@ -144,8 +154,14 @@ def test_gradients_reach_trainable_layer_below_a_frozen_one():
     reference = make_model()
     ref_loss, ref_pairs = reference.compute_gradients(x[:64], y[:64])
     ref_grads = {p.name: g for g, p in ref_pairs}
-    assert set(ref_grads) == {"hidden1/kernel", "hidden1/bias", "hidden2/kernel",
-                              "hidden2/bias", "out/kernel", "out/bias"}
+    assert set(ref_grads) == {
+        "hidden1/kernel",
+        "hidden1/bias",
+        "hidden2/kernel",
+        "hidden2/bias",
+        "out/kernel",
+        "out/bias",
+    }
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     for name, g in grads.items():
         np.testing.assert_allclose(g, ref_grads[name], rtol=1e-5, atol=1e-7)
@@ -208,16 +224,19 @@ def test_optimizer_keeps_slots_across_freeze_and_unfreeze():
     model = make_model()
     opt = model.optimizer
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
-    kept = {name: {k: v.copy() for k, v in opt.slots(name).items()}
-            for name in ("hidden1/kernel", "hidden2/kernel")}
+    kept = {
+        name: {k: v.copy() for k, v in opt.slots(name).items()}
+        for name in ("hidden1/kernel", "hidden2/kernel")
+    }
     assert np.abs(kept["hidden1/kernel"]["momentum"]).sum() > 0
 
     model.freeze("hidden1")
     model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     for slot, array in kept["hidden1/kernel"].items():
         assert np.array_equal(opt.slots("hidden1/kernel")[slot], array), slot
-    assert not np.array_equal(opt.slots("hidden2/kernel")["momentum"],
-                              kept["hidden2/kernel"]["momentum"])
+    assert not np.array_equal(
+        opt.slots("hidden2/kernel")["momentum"], kept["hidden2/kernel"]["momentum"]
+    )
 
     # After unfreeze the next update continues from the kept moments (Adam by hand).
     model.unfreeze("hidden1")
@@ -233,25 +252,25 @@ def test_optimizer_keeps_slots_across_freeze_and_unfreeze():
     v = v0 + (g * g - v0) * (1 - opt.beta_2)
     alpha = 0.01 * np.sqrt(1 - opt.beta_2**t) / (1 - opt.beta_1**t)
     expected = w0 - alpha * m / (np.sqrt(v) + opt.epsilon)
-    np.testing.assert_allclose(opt.slots("hidden1/kernel")["momentum"], m, rtol=1e-5,
-                               atol=1e-9)
-    np.testing.assert_allclose(opt.slots("hidden1/kernel")["velocity"], v, rtol=1e-5,
-                               atol=1e-12)
-    np.testing.assert_allclose(model.get_layer("hidden1").kernel.value, expected, rtol=1e-5,
-                               atol=1e-7)
+    np.testing.assert_allclose(opt.slots("hidden1/kernel")["momentum"], m, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(opt.slots("hidden1/kernel")["velocity"], v, rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        model.get_layer("hidden1").kernel.value, expected, rtol=1e-5, atol=1e-7
+    )
     # Fresh moments would have given a clearly different step.
-    fresh = w0 - alpha * ((1 - opt.beta_1) * g) / (np.sqrt((1 - opt.beta_2) * g * g)
-                                                   + opt.epsilon)
+    fresh = w0 - alpha * ((1 - opt.beta_1) * g) / (np.sqrt((1 - opt.beta_2) * g * g) + opt.epsilon)
     assert np.abs(fresh - expected).max() > 1e-4
 
 
 def test_trainable_flag_in_constructor_and_config():
     lk.utils.set_random_seed(0)
-    model = lk.Sequential([
-        lk.layers.Input((20,)),
-        lk.layers.Dense(4, name="frozen_base", trainable=False),
-        lk.layers.Dense(3, name="head"),
-    ])
+    model = lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(4, name="frozen_base", trainable=False),
+            lk.layers.Dense(3, name="head"),
+        ]
+    )
     assert model.get_layer("frozen_base").get_config()["trainable"] is False
     clone = lk.Sequential.from_config(model.get_config())
     assert [layer.trainable for layer in clone.layers] == [False, True]

@@ -31,9 +31,11 @@ def make_model(seed: int = 0, dropout_at: int | None = None, frozen="hidden[12]"
     if dropout_at is not None:
         layers.insert(dropout_at, lk.layers.Dropout(0.3, name="drop", seed=77))
     model = lk.Sequential([lk.layers.Input((20,)), *layers])
-    model.compile(optimizer=lk.optim.Adam(learning_rate=0.01),
-                  loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer=lk.optim.Adam(learning_rate=0.01),
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     if frozen:
         model.freeze(frozen)
     return model
@@ -43,7 +45,12 @@ def train(cache_frozen, callbacks=None, epochs: int = 3, validation: bool = True
     x, y = make_data()
     model = make_model(**kwargs)
     history = model.fit(
-        x[:256], y[:256], batch_size=32, epochs=epochs, verbose=0, callbacks=callbacks or [],
+        x[:256],
+        y[:256],
+        batch_size=32,
+        epochs=epochs,
+        verbose=0,
+        callbacks=callbacks or [],
         validation_data=(x[256:], y[256:]) if validation else None,
         cache_frozen=cache_frozen,
     )
@@ -56,8 +63,9 @@ def assert_same_training(a, b, atol=1e-5):
         np.testing.assert_allclose(wa, wb, rtol=0, atol=atol)
     assert history_a.keys() == history_b.keys()
     for key in history_a:
-        np.testing.assert_allclose(history_a[key], history_b[key], rtol=1e-5, atol=1e-6,
-                                   err_msg=key)
+        np.testing.assert_allclose(
+            history_a[key], history_b[key], rtol=1e-5, atol=1e-6, err_msg=key
+        )
 
 
 @pytest.fixture
@@ -106,11 +114,15 @@ def test_cached_and_uncached_training_agree(caches):
     # The frozen layers did not move, the others did.
     start = make_model()
     for name in ("hidden1", "hidden2"):
-        for a, b in zip(cached[0].get_layer(name).get_weights(),
-                        start.get_layer(name).get_weights(), strict=True):
+        for a, b in zip(
+            cached[0].get_layer(name).get_weights(),
+            start.get_layer(name).get_weights(),
+            strict=True,
+        ):
             assert np.array_equal(a, b)
-    assert not np.allclose(cached[0].get_layer("out").get_weights()[0],
-                           start.get_layer("out").get_weights()[0])
+    assert not np.allclose(
+        cached[0].get_layer("out").get_weights()[0], start.get_layer("out").get_weights()[0]
+    )
     # True and "auto" cached (once per fit), False did not.
     assert [c.computed for c in caches] == [1, 0, 1]
     assert set(caches[0].starts) == {2}
@@ -122,8 +134,15 @@ def test_validation_metrics_equal_with_and_without_cache():
     results = []
     for cache_frozen in (True, False):
         model = make_model()
-        history = model.fit(x[:256], y[:256], batch_size=32, epochs=2, verbose=0,
-                            validation_split=0.25, cache_frozen=cache_frozen)
+        history = model.fit(
+            x[:256],
+            y[:256],
+            batch_size=32,
+            epochs=2,
+            verbose=0,
+            validation_split=0.25,
+            cache_frozen=cache_frozen,
+        )
         results.append((history.history, model.evaluate(x[256:], y[256:], return_dict=True)))
     (history_cached, with_cache), (history_plain, without_cache) = results
     for key in ("val_loss", "val_accuracy"):
@@ -152,15 +171,13 @@ def test_auto_inactive_when_cache_would_exceed_budget(caches):
     model = make_model()
     bottom = count_training_forwards(model, "hidden1")
     # 320 rows x 16 floats x 4 bytes = 20480 bytes needed.
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0, cache_frozen="auto",
-              cache_max_bytes=20479)
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, cache_frozen="auto", cache_max_bytes=20479)
     assert bottom[0] == 2 * 10
     assert caches[-1].computed == 0
     assert set(caches[-1].starts) == {0}
     model = make_model()
     bottom = count_training_forwards(model, "hidden1")
-    model.fit(x, y, batch_size=32, epochs=1, verbose=0, cache_frozen="auto",
-              cache_max_bytes=20480)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, cache_frozen="auto", cache_max_bytes=20480)
     assert bottom[0] == 0
     assert caches[-1].computed == 1
 
@@ -287,5 +304,6 @@ def test_changes_to_frozen_layers_invalidate_the_cache(caches, other_weights, ho
         assert caches[0].computed == 2  # computed at the start, recomputed once
     # Sanity: the change did matter.
     undisturbed = train(False)
-    assert not np.allclose(undisturbed[0].get_weights()[-2], runs[False][0].get_weights()[-2],
-                           atol=1e-4)
+    assert not np.allclose(
+        undisturbed[0].get_weights()[-2], runs[False][0].get_weights()[-2], atol=1e-4
+    )

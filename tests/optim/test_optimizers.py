@@ -45,8 +45,9 @@ def _reference(step_fn, grads=GRADS, state_init=None):
     states = [state_init(w) if state_init else {} for w in weights]
     history = []
     for t, pair in enumerate(grads, start=1):
-        weights = [step_fn(w, g.copy(), s, t)
-                   for w, g, s in zip(weights, pair, states, strict=True)]
+        weights = [
+            step_fn(w, g.copy(), s, t) for w, g, s in zip(weights, pair, states, strict=True)
+        ]
         history.append([w.copy() for w in weights])
     return history
 
@@ -78,8 +79,10 @@ def test_sgd_momentum(float64, fresh_session):
         s["m"] = mu * s["m"] - lr * g
         return w + s["m"]
 
-    _assert_history(_run(optim.SGD(lr, momentum=mu)),
-                    _reference(step, state_init=lambda w: {"m": np.zeros_like(w)}))
+    _assert_history(
+        _run(optim.SGD(lr, momentum=mu)),
+        _reference(step, state_init=lambda w: {"m": np.zeros_like(w)}),
+    )
 
 
 def test_sgd_nesterov(float64, fresh_session):
@@ -103,8 +106,9 @@ def test_rmsprop_plain(float64, fresh_session):
         s["v"] = rho * s["v"] + (1 - rho) * g**2
         return w - lr * g / np.sqrt(s["v"] + eps)
 
-    _assert_history(_run(optim.RMSprop(lr)),
-                    _reference(step, state_init=lambda w: {"v": np.zeros_like(w)}))
+    _assert_history(
+        _run(optim.RMSprop(lr)), _reference(step, state_init=lambda w: {"v": np.zeros_like(w)})
+    )
 
 
 def test_rmsprop_momentum(float64, fresh_session):
@@ -157,8 +161,10 @@ def test_adagrad(float64, fresh_session):
         s["acc"] = s["acc"] + g**2
         return w - lr * g / np.sqrt(s["acc"] + eps)
 
-    _assert_history(_run(optim.Adagrad(lr)),
-                    _reference(step, state_init=lambda w: {"acc": np.full_like(w, 0.1)}))
+    _assert_history(
+        _run(optim.Adagrad(lr)),
+        _reference(step, state_init=lambda w: {"acc": np.full_like(w, 0.1)}),
+    )
 
 
 def test_adadelta(float64, fresh_session):
@@ -207,22 +213,32 @@ def test_keras3_defaults():
     assert (sgd.momentum, sgd.nesterov) == (0.0, False)
     rms = optim.RMSprop()
     assert (rms.learning_rate, rms.rho, rms.momentum, rms.epsilon, rms.centered) == (
-        0.001, 0.9, 0.0, 1e-7, False)
+        0.001,
+        0.9,
+        0.0,
+        1e-7,
+        False,
+    )
     ada = optim.Adagrad()
     assert (ada.learning_rate, ada.initial_accumulator_value, ada.epsilon) == (0.001, 0.1, 1e-7)
     delta = optim.Adadelta()
     assert (delta.learning_rate, delta.rho, delta.epsilon) == (0.001, 0.95, 1e-7)
     adam = optim.Adam()
-    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (
-        0.001, 0.9, 0.999, 1e-7)
+    assert (adam.learning_rate, adam.beta_1, adam.beta_2, adam.epsilon) == (0.001, 0.9, 0.999, 1e-7)
     for opt in (sgd, rms, ada, delta, adam):
         assert (opt.clipnorm, opt.clipvalue, opt.global_clipnorm) == (None, None, None)
 
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("sgd", optim.SGD), ("rmsprop", optim.RMSprop), ("adagrad", optim.Adagrad),
-     ("adadelta", optim.Adadelta), ("adam", optim.Adam), ("Adam", optim.Adam)],
+    [
+        ("sgd", optim.SGD),
+        ("rmsprop", optim.RMSprop),
+        ("adagrad", optim.Adagrad),
+        ("adadelta", optim.Adadelta),
+        ("adam", optim.Adam),
+        ("Adam", optim.Adam),
+    ],
 )
 def test_get_by_name(name, cls):
     assert type(optim.get(name)) is cls
@@ -285,8 +301,11 @@ def test_global_clipnorm_clips_all_weights_together(float64, fresh_session):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"clipnorm": 1.0, "clipvalue": 1.0}, {"clipnorm": 1.0, "global_clipnorm": 1.0},
-     {"clipvalue": 1.0, "global_clipnorm": 1.0}],
+    [
+        {"clipnorm": 1.0, "clipvalue": 1.0},
+        {"clipnorm": 1.0, "global_clipnorm": 1.0},
+        {"clipvalue": 1.0, "global_clipnorm": 1.0},
+    ],
 )
 def test_two_clip_options_are_rejected(kwargs):
     with pytest.raises(ValueError, match=r"Only one of") as info:
@@ -295,8 +314,7 @@ def test_two_clip_options_are_rejected(kwargs):
         assert key in str(info.value)
 
 
-@pytest.mark.parametrize("kwargs", [{"clipnorm": 0}, {"clipvalue": -1.0},
-                                    {"global_clipnorm": -2}])
+@pytest.mark.parametrize("kwargs", [{"clipnorm": 0}, {"clipvalue": -1.0}, {"global_clipnorm": -2}])
 def test_non_positive_clip_option(kwargs):
     key = next(iter(kwargs))
     with pytest.raises(ValueError, match=rf"{key}="):
@@ -394,7 +412,10 @@ def test_slots_are_keyed_by_parameter_name(float64, fresh_session):
     np.testing.assert_allclose(slots["velocity"], 0.001 * GRADS[0][0] ** 2, **TOL)
     np.testing.assert_allclose(opt.slots("dense/bias")["momentum"], 0.1 * GRADS[0][1], **TOL)
     assert set(optim.RMSprop(momentum=0.9, centered=True).slot_names) == {
-        "velocity", "momentum", "average_gradient"}
+        "velocity",
+        "momentum",
+        "average_gradient",
+    }
     assert optim.SGD().slot_names == ()
     assert optim.SGD(momentum=0.5).slot_names == ("momentum",)
 
@@ -415,8 +436,10 @@ def test_state_dict_round_trip_continues_identically(float64, fresh_session):
     assert set(state["slots"]) == {"dense/kernel", "dense/bias"}
     # the dict holds copies
     state["slots"]["dense/kernel"]["momentum"] += 0.0
-    assert state["slots"]["dense/kernel"]["momentum"] is not reference.slots(
-        "dense/kernel")["momentum"]
+    assert (
+        state["slots"]["dense/kernel"]["momentum"]
+        is not reference.slots("dense/kernel")["momentum"]
+    )
 
     # a new layer with the same names and weights, and a new optimizer loading the state
     lk.utils.clear_session()
@@ -430,8 +453,9 @@ def test_state_dict_round_trip_continues_identically(float64, fresh_session):
     for a, b in zip(layer.get_weights(), reference_layer.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     for slot in ("momentum", "velocity"):
-        np.testing.assert_array_equal(restored.slots("dense/kernel")[slot],
-                                      reference.slots("dense/kernel")[slot])
+        np.testing.assert_array_equal(
+            restored.slots("dense/kernel")[slot], reference.slots("dense/kernel")[slot]
+        )
 
 
 def test_load_state_dict_after_build(float64, fresh_session):

@@ -15,8 +15,9 @@ from layerkit.optim import schedules
     [(0, 0.1), (50, 0.1 * 0.5**0.5), (100, 0.05), (200, 0.025), (250, 0.1 * 0.5**2.5)],
 )
 def test_exponential_decay(step, expected):
-    assert schedules.ExponentialDecay(0.1, decay_steps=100, decay_rate=0.5)(step) == \
-        pytest.approx(expected, rel=1e-12)
+    assert schedules.ExponentialDecay(0.1, decay_steps=100, decay_rate=0.5)(step) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(("step", "expected"), [(0, 0.1), (99, 0.1), (100, 0.05), (250, 0.025)])
@@ -95,8 +96,9 @@ def test_adam_uses_piecewise_constant_decay(float64, fresh_session):
 def test_schedule_in_fit(fresh_session):
     """fit reads the schedule at every step: after k full-batch steps the rate is lr(k)."""
     schedule = schedules.PiecewiseConstantDecay(boundaries=[1], values=[0.1, 0.0])
-    model = lk.Sequential([lk.layers.Dense(1, use_bias=False, input_dim=1,
-                                           kernel_initializer="zeros")])
+    model = lk.Sequential(
+        [lk.layers.Dense(1, use_bias=False, input_dim=1, kernel_initializer="zeros")]
+    )
     model.compile(optimizer=optim.SGD(learning_rate=schedule), loss="mse")
     x = np.ones((4, 1), dtype=np.float32)
     y = np.ones((4, 1), dtype=np.float32)
