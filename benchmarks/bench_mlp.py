@@ -187,7 +187,10 @@ def work_numpy(task, args):
     x, y, _, _ = load(args.get("n"))
     rng = np.random.default_rng(0)
     sizes = args.get("sizes", SIZES)
-    W = [rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32) for a, b in itertools.pairwise(sizes)]
+    W = [
+        rng.normal(0, np.sqrt(2 / a), (a, b)).astype(np.float32)
+        for a, b in itertools.pairwise(sizes)
+    ]
     B = [np.zeros(b, np.float32) for b in sizes[1:]]
     params = W + B
     m = [np.zeros_like(p) for p in params]

@@ -99,7 +99,8 @@ class Sequential(Trainer):
             if layer.name == name:
                 return layer
         raise ValueError(
-            f"No such layer: {name!r}. Existing layers are: {[layer.name for layer in self.layers]}."
+            f"No such layer: {name!r}. "
+            f"Existing layers are: {[layer.name for layer in self.layers]}."
         )
 
     def build(self, input_shape: tuple | None = None) -> None:
