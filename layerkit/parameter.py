@@ -14,9 +14,25 @@ for small models.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+# Bumped by every outside change to any weight or trainable flag. Caches of frozen-layer
+# outputs compare it at each step (one integer) before looking at what changed.
+_changes = itertools.count(1)
+_last_change = [0]
+
+
+def note_change() -> None:
+    """Records that some weight or trainable flag changed outside training."""
+    _last_change[0] = next(_changes)
+
+
+def last_change() -> int:
+    """A number that grows whenever :func:`note_change` is called."""
+    return _last_change[0]
 
 
 class Arena:
@@ -86,6 +102,7 @@ class Parameter:
             )
         np.copyto(self.value, new_value, casting="unsafe")
         self.version += 1
+        note_change()
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import backend
-from ..parameter import Parameter, check_new_values
+from ..parameter import Parameter, check_new_values, note_change
 
 Backward = Callable[[np.ndarray, bool], "np.ndarray | None"]
 Shape = tuple  # (None or int, ...)
@@ -114,7 +114,9 @@ class Layer:
     def trainable(self, value: bool) -> None:
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"Expected trainable to be a bool. Received: trainable={value!r}")
-        self._trainable = bool(value)
+        if bool(value) != self._trainable:
+            self._trainable = bool(value)
+            note_change()
 
     # --- building -----------------------------------------------------------------
     def build(self, input_shape: Shape) -> None:

@@ -96,7 +96,7 @@ class Dense(Layer):
             if self._trainable:
                 np.matmul(x2.T, dz, out=self.kernel.grad)
                 if self.use_bias:
-                    np.sum(dz, axis=0, out=self.bias.grad)
+                    np.add.reduce(dz, axis=0, out=self.bias.grad)
             if not need_dx:
                 return None
             dx = self._buffer("dx", x2.shape)

@@ -122,7 +122,9 @@ class Trainer:
                 ),
                 None,
             )
-            params = [p for layer in layers[start:] if layer._trainable for p in layer._parameters]
+            params = tuple(
+                p for layer in layers[start:] if layer._trainable for p in layer._parameters
+            )
             last = layers[-1]
             activation = getattr(last, "activation", None)
             fused = self.loss.fused_with(activation.name) if activation is not None else None

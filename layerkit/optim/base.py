@@ -82,6 +82,7 @@ class Optimizer:
         self._pending_state: dict[str, dict[str, np.ndarray]] = {}
         self._plans: dict[tuple, tuple[list[_Run], list]] = {}
         self._scratch: dict[tuple, np.ndarray] = {}
+        self._last_plan: tuple = (None, None)
 
     # --- learning rate --------------------------------------------------------------
     @property
@@ -138,6 +139,7 @@ class Optimizer:
             if pending is not None:
                 self._load_slots(p.name, pending)
         self._plans.clear()
+        self._last_plan = (None, None)
 
     def slots(self, name: str) -> dict[str, np.ndarray]:
         """Returns copies of the state arrays of the parameter called ``name``, in the
@@ -236,6 +238,8 @@ class Optimizer:
     def _plan(self, parameters: Sequence[Parameter]) -> list[_Run]:
         # Keyed on the objects, not the names: a rebuilt layer with the same name has new
         # arrays. The cached entry keeps the parameters and arenas alive, so ids stay unique.
+        if parameters is self._last_plan[0]:  # the trainer passes the same list each step
+            return self._last_plan[1]
         key = tuple((id(p), id(p.arena), p.offset) for p in parameters)
         entry = self._plans.get(key)
         if entry is None:
@@ -246,6 +250,8 @@ class Optimizer:
                 self._make_runs(parameters),
                 [(p, p.arena) for p in parameters],
             )
+        if isinstance(parameters, tuple):  # immutable: safe to recognise by identity
+            self._last_plan = (parameters, entry[0])
         return entry[0]
 
     def _make_runs(self, parameters: Sequence[Parameter]) -> list[_Run]:

@@ -1,0 +1,355 @@
+"""``lk.io.save_keras``: write a layerkit model as Keras 3 files, without Keras installed.
+
+Two outputs, chosen by the suffix (as Keras chooses them):
+
+- ``.keras``: the Keras 3 zip archive that ``keras.models.load_model`` reads:
+  ``metadata.json``, ``config.json`` (the model's Keras config) and ``model.weights.h5``.
+- ``.weights.h5``: the Keras 3 weights file that ``keras_model.load_weights`` reads into a
+  Keras model built with the same layers.
+
+Both weight files use Keras 3's layout: a root ``vars`` group named after the model, then
+``layers/<snake_case_class>[_N]/vars/<i>`` in model order, numbered per class (``dense``,
+``dense_1``...; Keras matches layers by these keys, not by name), each ``vars`` group with
+a ``name`` attribute holding the layer name (which layerkit's own reader uses). No
+``optimizer`` group is written, as Keras does for an uncompiled model: layerkit's
+optimizer state is not translated, and an exported model loads uncompiled.
+
+The config holds only keys that every Keras 3 release accepts (newer optional keys such
+as ``quantization_config`` are left at their defaults), so older Keras 3 versions load
+the file too.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import zipfile
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import activations, backend, initializers
+from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
+from .atomic import atomic_write
+
+__all__ = ["save_keras"]
+
+PathLike = str | os.PathLike
+
+# The Keras release whose file layout this module reproduces; Keras records its own
+# version in metadata.json and only displays it.
+KERAS_VERSION = "3.15.1"
+
+# Group keys Keras gives each class (keras.src.utils.naming.to_snake_case of the name).
+_SNAKE_CLASS = {Dense: "dense", Dropout: "dropout", Flatten: "flatten", Activation: "activation"}
+# layerkit activation classes and the Keras 3 activation of the same name; parameterised
+# ones are equal only with Keras's defaults (checked below).
+_ACTIVATIONS = {
+    activations.Linear: "linear",
+    activations.ReLU: "relu",
+    activations.LeakyReLU: "leaky_relu",
+    activations.ELU: "elu",
+    activations.Sigmoid: "sigmoid",
+    activations.Tanh: "tanh",
+    activations.Softmax: "softmax",
+}
+_KERAS_ACTIVATION_DEFAULTS = {"leaky_relu": ("negative_slope", 0.2), "elu": ("alpha", 1.0)}
+_INITIALIZERS = (
+    initializers.Zeros,
+    initializers.Ones,
+    initializers.Constant,
+    initializers.RandomNormal,
+    initializers.RandomUniform,
+    initializers.VarianceScaling,
+    initializers.GlorotUniform,
+    initializers.GlorotNormal,
+    initializers.HeUniform,
+    initializers.HeNormal,
+    initializers.LecunNormal,
+)
+_FLOAT_DTYPES = ("float16", "float32", "float64")
+
+
+def save_keras(model, path: PathLike) -> str:
+    """Writes ``model`` as a Keras 3 ``.keras`` archive or ``.weights.h5`` file, atomically.
+
+    Args:
+        model: a built layerkit ``Sequential`` of ``Dense``, ``Dropout``, ``Flatten``,
+            ``Activation`` and ``InputLayer`` layers.
+        path: ends in ``.keras`` (architecture and weights, for
+            ``keras.models.load_model``) or ``.weights.h5`` (weights only, for
+            ``keras_model.load_weights`` on a Keras model built with the same layers).
+
+    Returns:
+        The absolute path written.
+
+    Raises:
+        ValueError: another suffix, an unbuilt model, or a layer, activation or
+            initializer Keras cannot express identically (the message names the layer).
+            Nothing is written then.
+        OSError: the file cannot be written; a previous file at ``path`` is unchanged.
+
+    Example:
+        >>> model = lk.Sequential([lk.layers.Input((784,)),
+        ...                        lk.layers.Dense(10, activation="softmax", name="out")])
+        >>> lk.io.save_keras(model, "mnist.keras")  # doctest: +SKIP
+        '/home/me/mnist.keras'
+        >>> # With Keras: keras.models.load_model("mnist.keras").predict(x)
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected path to be a str or os.PathLike. Received: path={path!r:.100} "
+            f"of type {type(path).__name__}"
+        )
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        archive = True
+    elif path.endswith(".weights.h5"):
+        archive = False
+    else:
+        raise ValueError(
+            "Expected a path ending in '.keras' (model) or '.weights.h5' (weights), as Keras 3 "
+            f"requires. Received: path={path!r}"
+        )
+    layers, entries = _describe(model)
+    if archive:
+        config = _model_config(model, layers)
+        weights = io.BytesIO()
+        _write_weights(weights, model.name, entries)
+
+        def write(tmp: str) -> None:
+            _write_archive(tmp, config, weights.getvalue())
+
+    else:
+
+        def write(tmp: str) -> None:
+            _write_weights(tmp, model.name, entries)
+
+    return atomic_write(path, write)
+
+
+# --------------------------------------------------------------------------------------
+# Checking the model
+# --------------------------------------------------------------------------------------
+
+
+def _describe(model) -> tuple[list[Layer], list[tuple[str, str, list[np.ndarray]]]]:
+    """Checks every layer; returns the layers and ``(group key, name, arrays)`` per layer
+    in model order (the InputLayer has no group, as in Keras)."""
+    from ..models.sequential import Sequential
+
+    if not isinstance(model, Sequential):
+        raise TypeError(
+            "Expected a layerkit Sequential model. "
+            f"Received: model={model!r:.100} of type {type(model).__name__}"
+        )
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} is not built, so its weights do not exist yet. Build it "
+            "first: model.build((None, n_features)), or start it with lk.layers.Input."
+        )
+    layers = list(model._layers)
+    counts: dict[str, int] = {}
+    entries = []
+    for layer in layers:
+        _check_layer(layer)
+        if isinstance(layer, InputLayer):
+            continue
+        snake = _SNAKE_CLASS[type(layer)]
+        n = counts.get(snake, 0)
+        counts[snake] = n + 1
+        entries.append((snake if n == 0 else f"{snake}_{n}", layer.name, layer.get_weights()))
+    return layers, entries
+
+
+def _check_layer(layer: Layer) -> None:
+    supported = (InputLayer, *_SNAKE_CLASS)
+    if type(layer) not in supported:
+        # Subclasses too: they may compute something else under a known class name.
+        raise ValueError(
+            f"Cannot export layer {layer.name!r} of class {type(layer).__name__} to Keras: "
+            f"supported layers are {sorted(cls.__name__ for cls in supported)}."
+        )
+    if layer.dtype not in _FLOAT_DTYPES:
+        raise ValueError(
+            f"Cannot export layer {layer.name!r} to Keras: dtype {layer.dtype!r}, "
+            f"expected one of {_FLOAT_DTYPES}."
+        )
+    if isinstance(layer, (Dense, Activation)):
+        _keras_activation(layer)
+    if isinstance(layer, Dense):
+        for argument in ("kernel_initializer", "bias_initializer"):
+            value = getattr(layer, argument)
+            if type(value) not in _INITIALIZERS:
+                raise ValueError(
+                    f"Cannot export layer {layer.name!r} to Keras: {argument} of class "
+                    f"{type(value).__name__} has no Keras equivalent."
+                )
+
+
+def _keras_activation(layer: Layer) -> str:
+    activation = layer.activation
+    name = _ACTIVATIONS.get(type(activation))
+    if name is None:
+        raise ValueError(
+            f"Cannot export layer {layer.name!r} to Keras: activation {activation!r} of class "
+            f"{type(activation).__name__} is not a built-in layerkit activation."
+        )
+    if name in _KERAS_ACTIVATION_DEFAULTS:
+        attribute, keras_value = _KERAS_ACTIVATION_DEFAULTS[name]
+        value = getattr(activation, attribute)
+        if value != keras_value:
+            # The config stores the activation by name, i.e. with Keras's default.
+            raise ValueError(
+                f"Cannot export layer {layer.name!r} to Keras: activation {name!r} with "
+                f"{attribute}={value}; Keras's {name!r} uses {attribute}={keras_value}."
+            )
+    return name
+
+
+# --------------------------------------------------------------------------------------
+# config.json
+# --------------------------------------------------------------------------------------
+
+
+def _policy(dtype: str) -> dict[str, Any]:
+    return {
+        "module": "keras",
+        "class_name": "DTypePolicy",
+        "config": {"name": dtype},
+        "registered_name": None,
+    }
+
+
+def _shape(shape: tuple) -> list:
+    return [None if d is None else int(d) for d in shape]
+
+
+def _keras_initializer(initializer: initializers.Initializer) -> dict[str, Any]:
+    # layerkit's initializers carry Keras's class names and config keys.
+    return {
+        "module": "keras.initializers",
+        "class_name": type(initializer).__name__,
+        "config": initializer.get_config(),
+        "registered_name": None,
+    }
+
+
+def _layer_entry(class_name: str, config: dict[str, Any], build_shape=None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "module": "keras.layers",
+        "class_name": class_name,
+        "config": config,
+        "registered_name": None,
+    }
+    if build_shape is not None:
+        # Keras records it for layers that build weights or shapes (Dense, Flatten).
+        entry["build_config"] = {"input_shape": _shape(build_shape)}
+    return entry
+
+
+def _layer_config(layer: Layer) -> dict[str, Any]:
+    common = {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(layer.dtype)}
+    if isinstance(layer, Dense):
+        config = {
+            **common,
+            "units": layer.units,
+            "activation": _keras_activation(layer),
+            "use_bias": layer.use_bias,
+            "kernel_initializer": _keras_initializer(layer.kernel_initializer),
+            "bias_initializer": _keras_initializer(layer.bias_initializer),
+            "kernel_regularizer": None,
+            "bias_regularizer": None,
+            "kernel_constraint": None,
+            "bias_constraint": None,
+        }
+        return _layer_entry("Dense", config, layer.input_shape)
+    if isinstance(layer, Dropout):
+        config = {**common, "rate": layer.rate, "seed": layer.seed, "noise_shape": None}
+        return _layer_entry("Dropout", config)
+    if isinstance(layer, Activation):
+        return _layer_entry("Activation", {**common, "activation": _keras_activation(layer)})
+    if isinstance(layer, Flatten):
+        config = {**common, "data_format": "channels_last"}
+        return _layer_entry("Flatten", config, layer.input_shape)
+    raise AssertionError(f"unchecked layer class {type(layer).__name__}")  # _check_layer
+
+
+def _input_name(layers: list[Layer]) -> str:
+    if layers and isinstance(layers[0], InputLayer):
+        return layers[0].name
+    # Keras always puts an InputLayer first; its name must not clash with another layer's.
+    taken = {layer.name for layer in layers}
+    name, n = "input_layer", 0
+    while name in taken:
+        n += 1
+        name = f"input_layer_{n}"
+    return name
+
+
+def _model_config(model, layers: list[Layer]) -> dict[str, Any]:
+    input_shape = _shape(model.input_shape)
+    weights = model.weights
+    dtype = weights[0].dtype.name if weights else backend.floatx()
+    input_layer = {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {
+            "batch_shape": input_shape,
+            "dtype": layers[0].dtype if isinstance(layers[0], InputLayer) else dtype,
+            "sparse": False,
+            "name": _input_name(layers),
+        },
+        "registered_name": None,
+    }
+    entries = [_layer_config(layer) for layer in layers if not isinstance(layer, InputLayer)]
+    return {
+        "module": "keras",
+        "class_name": "Sequential",
+        "config": {
+            "name": model.name,
+            "trainable": True,
+            "dtype": _policy(dtype),
+            "layers": [input_layer, *entries],
+            "build_input_shape": input_shape,
+        },
+        "registered_name": None,
+        "build_config": {"input_shape": input_shape},
+        # Keras writes {} for an uncompiled model; layerkit's compile settings are not
+        # translated, so the model loads uncompiled.
+        "compile_config": {},
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+
+def _write_weights(
+    target: str | io.BytesIO, model_name: str, entries: list[tuple[str, str, list[np.ndarray]]]
+) -> None:
+    # Groups are created in Keras's order (model first, then layers in model order):
+    # readers without a config, layerkit's included, recover the order from it.
+    with h5py.File(target, "w") as f:
+        f.create_group("vars").attrs["name"] = model_name
+        for key, name, arrays in entries:
+            group = f.create_group(f"layers/{key}").create_group("vars")
+            group.attrs["name"] = name
+            for i, array in enumerate(arrays):
+                group[str(i)] = array
+
+
+def _write_archive(target: str, config: dict[str, Any], weights: bytes) -> None:
+    metadata = {
+        "keras_version": KERAS_VERSION,
+        "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
+    }
+    # Uncompressed members, in Keras's order.
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(zipfile.ZipInfo("metadata.json"), json.dumps(metadata))
+        zf.writestr(zipfile.ZipInfo("config.json"), json.dumps(config))
+        zf.writestr("model.weights.h5", weights)
