@@ -780,7 +780,10 @@ def keras_dense_layers(config: dict) -> list[dict]:
             )
             shape = (*shape[:-1], units) if shape else None
         elif class_name == "Dropout":
-            entry["rate"] = float(cfg.get("rate", 0.0))
+            rate = cfg.get("rate", 0.0)
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+                raise ValueError(f"Dropout layer {name!r}: invalid rate {rate!r}")
+            entry["rate"] = float(rate)
         elif class_name == "Activation":
             entry["activation"] = _activation_name(cfg.get("activation"), str(name))
         elif class_name == "Flatten":

@@ -7,12 +7,16 @@ step then runs only the layers above it. Same batches, same numbers.
 
 The cache is never stale: before every step it compares a signature of what it depends on
 (those layers, their trainable flags and their weights' versions, which ``set_weights``
-and ``load_weights`` bump) and recomputes when anything changed.
+and ``load_weights`` bump) and recomputes when anything changed. Writing into a weight
+array directly (``layer.kernel.value[...] = w``) bypasses this; use ``set_weights`` or
+``Parameter.assign``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..parameter import last_change
 
 _FORWARD_BATCH = 1024  # large batches: the cached pass runs at matrix-product speed
 
@@ -28,6 +32,7 @@ class FrozenOutputCache:
         self._start = 0
         self._features = self._val_features = None
         self._signature = None
+        self._seen_change = -1
         self.computed = 0  # how many times the frozen part was evaluated (for tests)
 
     # --- deciding what to cache ------------------------------------------------------
@@ -82,6 +87,7 @@ class FrozenOutputCache:
         cacheable, _ = self._frozen_prefix()
         self._start, self._features, self._val_features = 0, None, None
         self._signature = self._signature_of(cacheable)
+        self._seen_change = last_change()
         if cacheable == 0:
             return
         width = int(np.prod(self.model._stack[cacheable - 1].output_shape[1:]))
@@ -97,7 +103,11 @@ class FrozenOutputCache:
         self.computed += 1
 
     def _fresh(self) -> None:
-        if self.mode is not False and self._signature != self._signature_of(len(self._signature)):
+        # One integer comparison per step; the signature only when something changed.
+        if self.mode is False or last_change() == self._seen_change:
+            return
+        self._seen_change = last_change()
+        if self._signature != self._signature_of(len(self._signature)):
             self._compute()
 
     # --- what the training loop reads --------------------------------------------------

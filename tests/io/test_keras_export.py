@@ -3,7 +3,8 @@
 All Keras work runs in ONE subprocess per test session (``KERAS_BACKEND=torch``; importing
 Keras takes seconds, and layerkit's own process must never import it). The subprocess
 loads every exported ``.keras`` with ``keras.models.load_model``, loads every exported
-``.weights.h5`` into a Keras model built independently from the same layer list, predicts,
+``.weights.h5`` into a Keras model built independently from the same layer list (with
+Keras's own default names: Keras matches layers by position and class), predicts,
 and re-saves what it loaded, so that the files layerkit writes can be compared with the
 files Keras itself writes. Keras is a test requirement: without it these tests fail.
 """
@@ -98,10 +99,16 @@ CASES = {"seed_mlp": seed_mlp, "small_classifier": small_classifier, "no_input":
 
 
 def randomise(model: lk.Sequential, seed: int) -> None:
-    """Non-zero biases too, so that a swapped kernel/bias or layer would show."""
+    """Non-zero biases too, so that a swapped kernel/bias or layer would show. Kernels are
+    scaled by 1/sqrt(fan_in) so that outputs stay near 1 (float32 compares well there)."""
     rng = np.random.default_rng(seed)
     model.set_weights(
-        [rng.normal(0.0, 0.3, size=w.shape).astype(w.dtype) for w in model.get_weights()]
+        [
+            rng.normal(0.0, 1.0 / np.sqrt(w.shape[0]) if w.ndim == 2 else 0.1, size=w.shape).astype(
+                w.dtype
+            )
+            for w in model.get_weights()
+        ]
     )
 
 
@@ -155,14 +162,14 @@ for name, case in job["cases"].items():
     out["model_name"] = loaded.name
     out["input_layer"] = loaded.get_config()["layers"][0]["config"]["name"]
     loaded.save(case["out_prefix"] + "resaved.keras")
-    built.save_weights(case["out_prefix"] + "resaved.weights.h5")
+    loaded.save_weights(case["out_prefix"] + "resaved.weights.h5")
     results["cases"][name] = out
 json.dump(results, open(job["results"], "w"))
 """
 
 INSTALL_HINT = (
-    "These tests need Keras 3 with the PyTorch backend, which the test extra provides: "
-    "pip install -e '.[test]' (or pip install 'keras>=3' torch)."
+    "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
+    "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
 )
 
 
@@ -172,6 +179,7 @@ def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keras_export")
     cases = {}
     for i, (name, make) in enumerate(CASES.items()):
+        lk.utils.clear_session()
         lk.utils.set_random_seed(i)
         model, spec = make()
         randomise(model, seed=100 + i)
@@ -358,6 +366,7 @@ def test_weights_file_round_trip_through_load_weights(exported, name):
     model = case["model"]
     stored = lk.io.read_any(case["weights"])  # no config: names and order from the file
     assert [s.name for s in stored] == [layer.name for layer in model.layers if layer.weights]
+    lk.utils.clear_session()  # the same automatic names as the exported model
     lk.utils.set_random_seed(99)
     fresh, _ = CASES[name]()
     fresh.load_weights(case["weights"])

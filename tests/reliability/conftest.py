@@ -1,0 +1,485 @@
+"""Shared helpers for the reliability suite (``tests/reliability``).
+
+Test modules are imported with ``--import-mode=importlib`` and cannot import one another
+or this file, so the helpers are handed out by the session-scoped ``rel`` fixture.
+
+Every hostile input, mutated file and property-based example that the suite tries is
+counted by category and outcome. At the end of the session the counts are written to
+``<pytest basetemp>/reliability_counts.json`` (and to ``$LAYERKIT_RELIABILITY_REPORT``
+when that variable names a file) and printed in the terminal summary, so that
+``docs/reliability.md`` can quote them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import json
+import os
+import re
+import resource
+import signal
+import time
+import traceback
+import tracemalloc
+import types
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import layerkit as lk
+from layerkit.io.crc32c import crc32c, mask
+
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "keras"
+
+# Exceptions a caller may be told to expect: FormatError is a ValueError, and
+# FileNotFoundError, PermissionError, IsADirectoryError are OSErrors.
+DOCUMENTED = (ValueError, TypeError, OSError)
+
+# category -> outcome -> count; outcomes are "accepted", "refused:<Type>" and
+# "UNEXPECTED:<Type>" (an exception type no caller is told to expect).
+COUNTS: dict[str, Counter] = defaultdict(Counter)
+# Per-test wall-clock limits: a Python-level hang fails the test; a hang inside C code
+# (HDF5, zlib) dumps every thread's stack and ends the run instead of blocking CI.
+SOFT_TIMEOUT_S = 120
+HARD_TIMEOUT_S = 240
+
+
+class Hang(BaseException):
+    """Raised by the watchdog. A BaseException, so that no ``except OSError`` or
+    ``except Exception`` in the library can swallow it and turn it into a pass."""
+
+
+def _on_alarm(signum, frame):
+    raise Hang(f"the test ran longer than {SOFT_TIMEOUT_S} s (a hang?)")
+
+
+@pytest.fixture(autouse=True)
+def _watchdog():
+    use_alarm = hasattr(signal, "SIGALRM")
+    if use_alarm:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(SOFT_TIMEOUT_S)
+    faulthandler.dump_traceback_later(HARD_TIMEOUT_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+        if use_alarm:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
+
+
+# --------------------------------------------------------------------------------------
+# Counting
+# --------------------------------------------------------------------------------------
+
+
+def record(category: str, outcome: str, n: int = 1) -> None:
+    COUNTS[category][outcome] += n
+
+
+def outcome_of(error: BaseException | None) -> str:
+    if error is None:
+        return "accepted"
+    if isinstance(error, DOCUMENTED):
+        return f"refused:{type(error).__name__}"
+    return f"UNEXPECTED:{type(error).__name__}"
+
+
+def _origin(error: BaseException) -> str:
+    """Where ``error`` was raised, and the innermost layerkit line on the way."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "?"
+    last = frames[-1]
+    text = f"{Path(last.filename).name}:{last.lineno} in {last.name}"
+    ours = [f for f in frames if f"{os.sep}layerkit{os.sep}" in f.filename]
+    if ours and ours[-1] is not last:
+        f = ours[-1]
+        text += f", via layerkit/{f.filename.split(os.sep + 'layerkit' + os.sep, 1)[1]}"
+        text += f":{f.lineno} in {f.name}"
+    return text
+
+
+def describe(error: BaseException | None) -> str:
+    if error is None:
+        return "no error"
+    origin = getattr(error, "_reliability_origin", "?")
+    return f"{type(error).__name__}: {str(error)[:300]} [raised at {origin}]"
+
+
+def attempt(category: str, call: Callable[[], Any]) -> tuple[Any, Exception | None]:
+    """Runs ``call``; returns ``(result, None)`` or ``(None, error)`` and counts the
+    outcome under ``category``.
+
+    Warnings are silenced here (the numerics tests check warnings themselves). The
+    error's traceback is dropped after its origin is noted (``describe``), so that no
+    frame keeps an HDF5 object, and hence its file, open into the next example."""
+    error = None
+    result = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            result = call()
+        except Exception as exc:
+            error = exc
+    if error is not None:
+        error._reliability_origin = _origin(error)
+        error.__traceback__ = None
+    record(category, outcome_of(error))
+    return result, error
+
+
+def _summary() -> dict[str, Any]:
+    categories = {k: dict(sorted(v.items())) for k, v in sorted(COUNTS.items())}
+    totals = {k: sum(v.values()) for k, v in categories.items()}
+    unexpected = {
+        k: {o: n for o, n in v.items() if o.startswith("UNEXPECTED")}
+        for k, v in categories.items()
+        if any(o.startswith("UNEXPECTED") for o in v)
+    }
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "cpus": os.cpu_count(),
+        "total_examples": sum(totals.values()),
+        "per_category_totals": totals,
+        "per_category_outcomes": categories,
+        "unexpected_exception_types": unexpected,
+    }
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _write_counts(tmp_path_factory):
+    yield
+    if not COUNTS:
+        return
+    text = json.dumps(_summary(), indent=2)
+    (tmp_path_factory.getbasetemp() / "reliability_counts.json").write_text(text)
+    target = os.environ.get("LAYERKIT_RELIABILITY_REPORT")
+    if target:
+        Path(target).write_text(text)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not COUNTS:
+        return
+    summary = _summary()
+    terminalreporter.write_sep("-", "reliability: examples tried per category")
+    for category, total in summary["per_category_totals"].items():
+        outcomes = ", ".join(f"{o}={n}" for o, n in summary["per_category_outcomes"][category].items())
+        terminalreporter.write_line(f"{category:<40} {total:>6}  ({outcomes})")
+    terminalreporter.write_line(f"{'total':<40} {summary['total_examples']:>6}")
+
+
+# --------------------------------------------------------------------------------------
+# Models and their state
+# --------------------------------------------------------------------------------------
+
+
+def small_model(
+    loss: str = "mse", built: bool = True, trained: bool = True, seed: int = 0
+) -> lk.Sequential:
+    """Input 4 -> Dense 3 "hidden1" -> Dense k "out", compiled with Adam and, when
+    ``trained``, one optimizer step taken (so the optimizer has slots and iterations)."""
+    outputs = {
+        "mse": (2, None),
+        "mae": (2, None),
+        "binary_crossentropy": (1, "sigmoid"),
+        "categorical_crossentropy": (3, "softmax"),
+        "sparse_categorical_crossentropy": (3, "softmax"),
+    }[loss]
+    lk.utils.set_random_seed(seed)
+    layers = [lk.layers.Input((4,))] if built else []
+    layers += [
+        lk.layers.Dense(3, activation="relu", name="hidden1"),
+        lk.layers.Dense(outputs[0], activation=outputs[1], name="out"),
+    ]
+    model = lk.Sequential(layers, name="victim")
+    model.compile(optimizer=lk.optim.Adam(learning_rate=0.01), loss=loss)
+    if trained and built:
+        x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(4, 4)
+        model.train_on_batch(x, valid_targets(loss, 4))
+    return model
+
+
+def valid_targets(loss: str, n: int) -> np.ndarray:
+    if loss in ("mse", "mae"):
+        return np.linspace(-1, 1, 2 * n, dtype=np.float32).reshape(n, 2)
+    if loss == "binary_crossentropy":
+        return (np.arange(n) % 2).astype(np.float32).reshape(n, 1)
+    if loss == "categorical_crossentropy":
+        return np.eye(3, dtype=np.float32)[np.arange(n) % 3]
+    return np.arange(n) % 3
+
+
+def default_names_model() -> lk.Sequential:
+    """The architecture of the ``default_names`` Keras fixtures (20-16-8-3)."""
+    lk.utils.set_random_seed(1)
+    model = lk.Sequential(
+        [
+            lk.layers.Input((20,)),
+            lk.layers.Dense(16, activation="sigmoid", name="dense"),
+            lk.layers.Dense(8, activation="relu", name="dense_1"),
+            lk.layers.Dense(3, activation="softmax", name="dense_2"),
+        ],
+        name="default_names",
+    )
+    model.compile(optimizer="adam", loss="categorical_crossentropy")
+    return model
+
+
+def mlp_model() -> lk.Sequential:
+    """The architecture of the ``seed_mlp``/``tfkeras2_mlp``/``tf1_mlp`` fixtures."""
+    lk.utils.set_random_seed(2)
+    layers: list = [lk.layers.Input((784,))]
+    layers.append(lk.layers.Dense(300, activation="relu", name="hidden1"))
+    layers += [lk.layers.Dense(50, activation="relu", name=f"hidden{i}") for i in range(2, 6)]
+    layers.append(lk.layers.Dense(10, name="outputs"))
+    model = lk.Sequential(layers, name="mlp")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def snapshot(model: lk.Sequential) -> dict[str, Any]:
+    """Everything a failed call must leave as it was."""
+    optimizer = model.optimizer
+    state = optimizer.state_dict() if optimizer is not None else None
+    return {
+        "built": model.built,
+        "input_shape": model.input_shape,
+        "output_shape": model.output_shape,
+        "layers": [(layer.name, layer.built, layer.trainable) for layer in model._layers],
+        "weights": [w.copy() for w in model.get_weights()] if model.built else [],
+        "weight_names": [p.name for p in model.weights],
+        "iterations": None if optimizer is None else optimizer.iterations,
+        "slots": None
+        if state is None
+        else {n: {s: a.copy() for s, a in d.items()} for n, d in state["slots"].items()},
+        "epochs_done": model._epochs_done,
+        "compiled": model.compiled,
+    }
+
+
+def assert_unchanged(model: lk.Sequential, before: dict[str, Any], context: str = "") -> None:
+    after = snapshot(model)
+    where = f" after {context}" if context else ""
+    for key in ("built", "input_shape", "output_shape", "layers", "weight_names"):
+        assert after[key] == before[key], f"model {key} changed{where}: {before[key]} -> {after[key]}"
+    assert after["iterations"] == before["iterations"], f"optimizer.iterations changed{where}"
+    assert after["epochs_done"] == before["epochs_done"], f"epochs done changed{where}"
+    assert after["compiled"] == before["compiled"], f"compiled flag changed{where}"
+    assert len(after["weights"]) == len(before["weights"])
+    for name, a, b in zip(before["weight_names"], after["weights"], before["weights"]):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"weight {name} reshaped{where}"
+        assert np.array_equal(a, b, equal_nan=True), f"weight {name} changed{where}"
+    if before["slots"] is not None:
+        assert sorted(after["slots"]) == sorted(before["slots"]), f"optimizer slots changed{where}"
+        for name, slots in before["slots"].items():
+            for slot, value in slots.items():
+                assert np.array_equal(after["slots"][name][slot], value, equal_nan=True), (
+                    f"optimizer slot {name}/{slot} changed{where}"
+                )
+
+
+# --------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------
+
+
+def names_argument(message: str, *arguments: str) -> bool:
+    """Whether ``message`` names one of ``arguments`` as a word (``x``, ``x.shape``,
+    ``x=``, ``validation_data[1]``), not as part of another word."""
+    for argument in arguments:
+        pattern = rf"(?<![A-Za-z0-9_]){re.escape(argument)}(?![A-Za-z0-9_])"
+        if re.search(pattern, message):
+            return True
+    return False
+
+
+def assert_refusal(
+    error: BaseException | None,
+    *,
+    arguments: tuple[str, ...] = (),
+    texts: tuple[str, ...] = (),
+    context: str = "",
+) -> None:
+    """``error`` is a documented exception whose message names one of ``arguments``
+    (as a word) and contains every one of ``texts`` (file paths, object names)."""
+    prefix = f"{context}: " if context else ""
+    assert error is not None, f"{prefix}expected a refusal, the call succeeded"
+    assert isinstance(error, DOCUMENTED), (
+        f"{prefix}undocumented exception type (expected ValueError, TypeError or OSError): "
+        f"{describe(error)}"
+    )
+    message = str(error)
+    if arguments:
+        assert names_argument(message, *arguments), (
+            f"{prefix}the message does not name the argument {' or '.join(arguments)}: "
+            f"{describe(error)}"
+        )
+    for text in texts:
+        assert text in message, f"{prefix}the message does not mention {text!r}: {describe(error)}"
+
+
+# --------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------
+
+
+def _address_space() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+@contextlib.contextmanager
+def memory_guard(extra_bytes: int = 512 << 20) -> Iterator[dict[str, int]]:
+    """Caps the address space at its current size plus ``extra_bytes`` (so a reader
+    that tries to allocate gigabytes gets a MemoryError at once instead of filling the
+    machine), and traces Python-visible allocations (numpy's included). The yielded
+    dict gets ``peak`` (bytes) when the block ends."""
+    stats: dict[str, int] = {}
+    limit_set = False
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if os.path.exists("/proc/self/statm"):
+        wanted = _address_space() + extra_bytes
+        if hard == resource.RLIM_INFINITY or wanted < hard:
+            resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
+            limit_set = True
+    tracemalloc.start()
+    try:
+        yield stats
+    finally:
+        stats["peak"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        if limit_set:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+# --------------------------------------------------------------------------------------
+# A minimal TensorFlow tensor-bundle writer (to build valid and hostile checkpoints)
+# --------------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _pb_int(number: int, value: int) -> bytes:
+    return _varint(number << 3) + _varint(value % (1 << 64))
+
+
+def _pb_bytes(number: int, value: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(value)) + value
+
+
+def _pb_fixed32(number: int, value: int) -> bytes:
+    return _varint(number << 3 | 5) + value.to_bytes(4, "little")
+
+
+def bundle_entry(dtype: int, shape, offset: int, size: int, crc: int, shard: int = 0) -> bytes:
+    """A BundleEntryProto."""
+    shape_msg = b"".join(_pb_bytes(2, _pb_int(1, d)) for d in shape)
+    out = _pb_int(1, dtype) + _pb_bytes(2, shape_msg)
+    if shard:
+        out += _pb_int(3, shard)
+    if offset:
+        out += _pb_int(4, offset)
+    return out + _pb_int(5, size) + _pb_fixed32(6, crc)
+
+
+def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
+    out = bytearray()
+    restarts = []
+    for key, value in entries:
+        restarts.append(len(out))
+        out += _varint(0) + _varint(len(key)) + _varint(len(value)) + key + value
+    restarts = restarts or [0]
+    for r in restarts:
+        out += r.to_bytes(4, "little")
+    return bytes(out + len(restarts).to_bytes(4, "little"))
+
+
+def _trailer(block: bytes) -> bytes:
+    return b"\0" + mask(crc32c(block + b"\0")).to_bytes(4, "little")
+
+
+def _table(entries: list[tuple[bytes, bytes]]) -> bytes:
+    out = bytearray()
+    data = _block(entries)
+    out += data + _trailer(data)
+    index = _block([(entries[-1][0], _varint(0) + _varint(len(data)))])
+    meta = _block([])
+    meta_handle = _varint(len(out)) + _varint(len(meta))
+    out += meta + _trailer(meta)
+    index_handle = _varint(len(out)) + _varint(len(index))
+    out += index + _trailer(index)
+    footer = (meta_handle + index_handle).ljust(40, b"\0")
+    return bytes(out + footer + (0xDB4775248B80FB57).to_bytes(8, "little"))
+
+
+def write_tf1_checkpoint(
+    prefix: Path,
+    variables: dict[str, np.ndarray],
+    overrides: dict[str, bytes] | None = None,
+    num_shards: int = 1,
+) -> Path:
+    """Writes ``prefix.index`` and ``prefix.data-00000-of-0000N`` holding float32
+    ``variables``; ``overrides`` replaces the BundleEntryProto of some variables (to
+    point them past the shard, give them absurd shapes, ...). Returns the shard path."""
+    data = bytearray()
+    entries = []
+    for name in sorted(variables):
+        raw = np.ascontiguousarray(variables[name], "<f4").tobytes()
+        entry = bundle_entry(1, variables[name].shape, len(data), len(raw), mask(crc32c(raw)))
+        entries.append((name.encode(), (overrides or {}).get(name, entry)))
+        data += raw
+    header = _pb_int(1, num_shards) + _pb_bytes(3, _pb_int(1, 1))
+    Path(f"{prefix}.index").write_bytes(_table(sorted([(b"", header), *entries])))
+    shard = Path(f"{prefix}.data-00000-of-{num_shards:05d}")
+    shard.write_bytes(bytes(data))
+    return shard
+
+
+# --------------------------------------------------------------------------------------
+# The fixture
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def rel() -> types.SimpleNamespace:
+    """Helpers shared by the reliability tests."""
+    return types.SimpleNamespace(
+        FIXTURES=FIXTURES,
+        DOCUMENTED=DOCUMENTED,
+        record=record,
+        attempt=attempt,
+        describe=describe,
+        outcome_of=outcome_of,
+        small_model=small_model,
+        valid_targets=valid_targets,
+        default_names_model=default_names_model,
+        mlp_model=mlp_model,
+        snapshot=snapshot,
+        assert_unchanged=assert_unchanged,
+        names_argument=names_argument,
+        assert_refusal=assert_refusal,
+        memory_guard=memory_guard,
+        bundle_entry=bundle_entry,
+        write_tf1_checkpoint=write_tf1_checkpoint,
+        mask=mask,
+        crc32c=crc32c,
+    )
