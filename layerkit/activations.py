@@ -24,6 +24,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .registry import lookup
+
 __all__ = ["elu", "get", "leaky_relu", "linear", "relu", "serialize", "sigmoid", "softmax", "tanh"]
 
 
@@ -171,13 +173,7 @@ def get(identifier: str | ActivationFunction | None) -> ActivationFunction:
     if isinstance(identifier, ActivationFunction):
         return identifier
     if isinstance(identifier, str):
-        try:
-            return _BY_NAME[identifier.lower()]
-        except KeyError:
-            raise ValueError(
-                f"Unknown activation: expected one of {sorted(_BY_NAME)}. "
-                f"Received: activation={identifier!r}"
-            ) from None
+        return lookup(_BY_NAME, identifier, "activation", "activation")
     raise TypeError(
         "Expected an activation name, a layerkit activation or None. "
         f"Received: activation={identifier!r} of type {type(identifier).__name__}"

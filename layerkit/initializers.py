@@ -26,6 +26,7 @@ import numpy as np
 
 from . import backend
 from . import random as lk_random
+from .registry import lookup
 
 _TRUNCATED_STD = 0.87962566103423978
 
@@ -236,13 +237,7 @@ def get(identifier: str | Initializer | dict, argument: str = "initializer") -> 
     if isinstance(identifier, Initializer):
         return identifier
     if isinstance(identifier, str):
-        try:
-            return _BY_NAME[identifier.lower()]()
-        except KeyError:
-            raise ValueError(
-                f"Unknown initializer: expected one of {sorted(_BY_NAME)}. "
-                f"Received: {argument}={identifier!r}"
-            ) from None
+        return lookup(_BY_NAME, identifier, "initializer", argument)()
     if isinstance(identifier, dict) and set(identifier) == {"class_name", "config"}:
         cls = _BY_NAME.get(str(identifier["class_name"]))
         if cls is None or not isinstance(identifier["config"], dict):

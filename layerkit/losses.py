@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
+from .registry import lookup
 
 __all__ = [
     "BinaryCrossentropy",
@@ -316,12 +317,7 @@ def get(identifier: str | Loss | dict) -> Loss:
     if isinstance(identifier, Loss):
         return identifier
     if isinstance(identifier, str):
-        try:
-            return _BY_NAME[identifier.lower()]()
-        except KeyError:
-            raise ValueError(
-                f"Unknown loss: expected one of {sorted(_BY_NAME)}. Received: loss={identifier!r}"
-            ) from None
+        return lookup(_BY_NAME, identifier, "loss", "loss")()
     if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
         config = identifier.get("config") or {}
         if not isinstance(config, dict) or not set(config) <= {"from_logits"}:

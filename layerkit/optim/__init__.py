@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..registry import lookup
 from . import schedules
 from .adadelta import Adadelta
 from .adagrad import Adagrad
@@ -28,13 +29,7 @@ def get(identifier: str | Optimizer | dict) -> Optimizer:
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str):
-        try:
-            return _BY_NAME[identifier.lower()]()
-        except KeyError:
-            raise ValueError(
-                f"Unknown optimizer: expected one of {sorted(_BY_NAME)}. "
-                f"Received: optimizer={identifier!r}"
-            ) from None
+        return lookup(_BY_NAME, identifier, "optimizer", "optimizer")()
     if isinstance(identifier, dict) and isinstance(identifier.get("class_name"), str):
         cls = _BY_NAME.get(identifier["class_name"].lower())
         config = identifier.get("config", {})

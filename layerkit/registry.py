@@ -1,0 +1,25 @@
+"""Looking things up by name: the one place that turns ``"adam"`` into ``Adam()``.
+
+Losses, optimizers, initializers, activations and metrics all accept a name; each keeps a
+table of known names and calls :func:`lookup`, so unknown names get the same clear error
+(what was received, under which argument, and every name that would have worked).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def lookup(table: Mapping[str, Any], name: str, kind: str, argument: str) -> Any:
+    """Returns ``table[name.lower()]``.
+
+    Raises:
+        ValueError: ``Unknown <kind>: expected one of [...]. Received: <argument>=<name>``.
+    """
+    try:
+        return table[name.lower()]
+    except KeyError:
+        raise ValueError(
+            f"Unknown {kind}: expected one of {sorted(table)}. Received: {argument}={name!r}"
+        ) from None
