@@ -8,42 +8,38 @@ import sys
 
 
 def _describe_layerkit(path: str) -> list[str]:
-    from .io.checkpoint import _attr_json, _attr_str, open_checkpoint, read_layers
+    from .io.checkpoint import read_snapshot
 
-    lines = []
-    with open_checkpoint(path) as f:
+    snapshot = read_snapshot(path)
+    lines = [
+        f"format: layerkit v{snapshot.format_version} ({snapshot.kind}), "
+        f"written by layerkit {snapshot.written_by}"
+    ]
+    lines.append("layers:")
+    for stored in snapshot.layers:
+        frozen = "  [frozen]" if stored.name in snapshot.frozen else ""
+        lines.append(f"  {stored.name} ({stored.class_name}){frozen}")
+        for key, array in stored.weights.items():
+            lines.append(f"    {key}: shape={tuple(array.shape)} dtype={array.dtype}")
+    if snapshot.compile_config:
+        lines.append(f"loss: {json.dumps(snapshot.compile_config.get('loss'))}")
+        lines.append(f"metrics: {json.dumps(snapshot.compile_config.get('metrics'))}")
+    optimizer = snapshot.optimizer_config
+    if optimizer:
         lines.append(
-            f"format: layerkit v{f.attrs['format_version']} ({_attr_str(f, 'kind')}), "
-            f"written by layerkit {_attr_str(f, 'layerkit_version')}"
+            f"optimizer: {optimizer.get('class_name')} {json.dumps(optimizer.get('config'))}"
         )
-        lines.append("layers:")
-        for stored in read_layers(f, path):
-            trainable = bool(f["weights"][stored.name].attrs.get("trainable", True))
-            lines.append(
-                f"  {stored.name} ({stored.class_name}){'' if trainable else '  [frozen]'}"
-            )
-            for key, array in stored.weights.items():
-                lines.append(f"    {key}: shape={tuple(array.shape)} dtype={array.dtype}")
-        compile_config = _attr_json(f, "compile_config", path)
-        if compile_config:
-            lines.append(f"loss: {json.dumps(compile_config['loss'])}")
-            lines.append(f"metrics: {json.dumps(compile_config['metrics'])}")
-        optimizer = _attr_json(f, "optimizer_config", path)
-        if optimizer:
-            lines.append(f"optimizer: {optimizer['class_name']} {json.dumps(optimizer['config'])}")
-            if "optimizer" in f:
-                group = f["optimizer"]
-                names = json.loads(_attr_str(group, "parameter_names") or "[]")
-                lines.append(
-                    f"optimizer state: iterations={int(group.attrs['iterations'])}, "
-                    f"{len(names)} parameters"
-                )
-        position = _attr_json(f, "training_position", path)
-        if position:
-            lines.append(
-                f"training position: epochs_done={position.get('epochs_done')}, "
-                f"steps={position.get('iterations')}"
-            )
+    if snapshot.optimizer_state is not None:
+        state = snapshot.optimizer_state
+        lines.append(
+            f"optimizer state: iterations={state['iterations']}, {len(state['slots'])} parameters"
+        )
+    position = snapshot.position
+    if position:
+        lines.append(
+            f"training position: epochs_done={position.get('epochs_done')}, "
+            f"steps={position.get('iterations')}"
+        )
     return lines
 
 

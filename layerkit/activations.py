@@ -109,7 +109,9 @@ class Sigmoid(ActivationFunction):
 
     def forward_(self, z):
         # e = exp(-|z|) is in (0, 1]: sigmoid is 1/(1+e) for z >= 0 and e/(1+e) below.
-        e = np.exp(-np.abs(z))
+        # Underflow to 0 for |z| > ~100 is the right answer, not an error.
+        with np.errstate(under="ignore"):
+            e = np.exp(-np.abs(z))
         numerator = np.where(z >= 0, 1.0, e).astype(z.dtype, copy=False)
         e += 1.0
         return np.divide(numerator, e, out=z)
@@ -135,8 +137,11 @@ class Softmax(ActivationFunction):
     name = "softmax"
 
     def forward_(self, z):
-        z -= z.max(axis=-1, keepdims=True)
-        np.exp(z, out=z)
+        # exp of very negative values underflows to 0, which is exact enough; z - max can
+        # overflow to -inf only for inputs near the float maximum, and exp(-inf) = 0 too.
+        with np.errstate(under="ignore", over="ignore"):
+            z -= z.max(axis=-1, keepdims=True)
+            np.exp(z, out=z)
         z /= z.sum(axis=-1, keepdims=True)
         return z
 

@@ -56,23 +56,25 @@ class Loss:
         """Returns the mean loss and dL/dy_pred (``None`` when ``need_grad`` is false)."""
         raise NotImplementedError
 
-    def check_targets(self, y_true, output_shape: tuple) -> np.ndarray:
+    def check_targets(self, y_true, output_shape: tuple, argument: str = "y") -> np.ndarray:
         """Validates targets against the model's output shape and returns them as arrays.
 
         Raises:
-            ValueError / TypeError naming ``y`` with what was received and what was expected.
+            ValueError / TypeError naming ``argument`` (``y``, ``validation_data[1]``...)
+            with what was received and what was expected.
         """
-        y = _numeric_array(y_true, "y")
+        y = _numeric_array(y_true, argument)
         expected = tuple(output_shape[1:])
         if y.shape[1:] != expected:
             if y.ndim == 1 and expected == (1,):
                 y = y.reshape(-1, 1)
             else:
                 raise ValueError(
-                    f"Expected y of shape (n, {', '.join(map(str, expected))}) to match the "
-                    f"model's outputs for loss {self.name!r}. Received: y.shape={y.shape}"
+                    f"Expected {argument} of shape (n, {', '.join(map(str, expected))}) to "
+                    f"match the model's outputs for loss {self.name!r}. "
+                    f"Received: {argument}.shape={y.shape}"
                 )
-        return y.astype(backend.floatx(), copy=False)
+        return _as_float_targets(y, argument)
 
     def fused_with(self, activation_name: str) -> Loss | None:
         """The logits form of this loss when it follows ``activation_name``, else None."""
@@ -86,16 +88,37 @@ class Loss:
 
 
 def _numeric_array(values, argument: str) -> np.ndarray:
-    array = np.asarray(values)
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ValueError(f"Invalid {argument}: cannot be read as an array ({error})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"Expected a numeric array for {argument}. Received: {argument} of dtype {array.dtype}"
         )
     if array.ndim == 0:
         raise ValueError(f"Expected {argument} with a batch axis. Received a scalar.")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"{argument} contains NaN or infinite values.")
     return array
+
+
+def _as_float_targets(y: np.ndarray, argument: str) -> np.ndarray:
+    """Casts targets to the float type, then refuses NaN or infinity (1e300 in float64
+    becomes inf in float32: checked after the cast, not before)."""
+    try:
+        y = y.astype(backend.floatx(), copy=False)
+    except MemoryError:
+        raise ValueError(
+            f"Invalid {argument}: shape {y.shape} does not fit in memory as {backend.floatx()}."
+        ) from None
+    _check_finite(y, argument)
+    return y
+
+
+def _check_finite(y: np.ndarray, argument: str) -> None:
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(
+            f"Invalid {argument}: it contains NaN or values too large for {backend.floatx()}."
+        )
 
 
 class MeanSquaredError(Loss):
@@ -220,7 +243,8 @@ class CategoricalCrossentropy(Loss):
             e *= 1.0 / n
             return value, e
         eps = backend.epsilon()
-        total = y_pred.sum(axis=-1, keepdims=True)
+        # A row summing to 0 (logits passed as probabilities) must not divide by zero.
+        total = np.maximum(y_pred.sum(axis=-1, keepdims=True), eps)
         p = np.clip(y_pred / total, eps, 1.0 - eps)
         value = float(-(y_true * np.log(p)).sum(dtype=np.float64)) / n
         if not need_grad:
@@ -248,27 +272,29 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     name = "sparse_categorical_crossentropy"
     sparse_targets = True
 
-    def check_targets(self, y_true, output_shape):
-        y = _numeric_array(y_true, "y")
+    def check_targets(self, y_true, output_shape, argument="y"):
+        y = _numeric_array(y_true, argument)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
             raise ValueError(
-                "Expected integer class labels of shape (n,) or (n, 1) for "
-                f"sparse_categorical_crossentropy. Received: y.shape={y.shape}"
+                f"Expected integer class labels of shape (n,) or (n, 1) for {argument} with "
+                f"sparse_categorical_crossentropy. Received: {argument}.shape={y.shape}"
             )
+        if y.dtype.kind == "b":
+            raise TypeError(f"Expected integer class labels in {argument}. Received booleans.")
         if y.dtype.kind == "f":
+            _check_finite(y, argument)
             if not np.array_equal(y, np.round(y)):
                 raise ValueError(
-                    "Invalid y: expected integer class labels. Received non-integer values."
+                    f"Invalid {argument}: expected integer class labels. "
+                    "Received non-integer values."
                 )
-        elif y.dtype.kind == "b":
-            raise TypeError("Expected integer class labels in y. Received booleans.")
         classes = output_shape[-1]
         if y.size and (y.min() < 0 or y.max() >= classes):
             raise ValueError(
-                f"Invalid y: expected class labels in [0, {classes - 1}] for a model with "
-                f"{classes} outputs. Received labels from {y.min():g} to {y.max():g}."
+                f"Invalid {argument}: expected class labels in [0, {classes - 1}] for a model "
+                f"with {classes} outputs. Received labels from {y.min():g} to {y.max():g}."
             )
         return y.astype(np.intp, copy=False)
 
@@ -289,7 +315,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             e[rows, y_true] -= 1.0 / n
             return value, e
         eps = backend.epsilon()
-        total = y_pred.sum(axis=-1, keepdims=True)
+        total = np.maximum(y_pred.sum(axis=-1, keepdims=True), eps)
         picked = np.clip(y_pred[rows, y_true] / total[:, 0], eps, 1.0 - eps)
         value = float(-np.log(picked).sum(dtype=np.float64)) / n
         if not need_grad:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+from ..distributed import barrier, is_chief
 from .base import Callback
 
 
@@ -19,6 +20,11 @@ class BackupAndRestore(Callback):
     Args:
         backup_dir: the folder for the backup (created if needed).
         delete_checkpoint: remove the backup when training finishes normally.
+
+    In a distributed ``fit`` (``distribute=lk.distributed.MPI()``), rank 0 alone reads
+    and writes the backup (so ``backup_dir`` need only exist on its machine); ``fit``
+    then gives every rank rank 0's restored state, and the other ranks wait at a barrier
+    while it saves. A resumed distributed run ends as an uninterrupted one.
 
     Example:
         >>> model.fit(x, y, epochs=20, callbacks=[BackupAndRestore("backup")])
@@ -37,6 +43,8 @@ class BackupAndRestore(Callback):
         from ..io.checkpoint import restore_training_state
 
         self._completed = False
+        if not is_chief(self.model):
+            return  # fit broadcasts what rank 0 restores
         os.makedirs(self.backup_dir, exist_ok=True)
         if os.path.exists(self.path):
             position = restore_training_state(self.model, self.path)
@@ -44,10 +52,12 @@ class BackupAndRestore(Callback):
             self.model._resume_from_epoch = int(position.get("last_epoch", -1)) + 1
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model.save(self.path)
+        if is_chief(self.model):
+            self.model.save(self.path)
+        barrier(self.model)
 
     def on_train_end(self, logs=None):
         # Only reached when fit ends normally: an exception or a kill keeps the backup.
-        if self.delete_checkpoint:
+        if self.delete_checkpoint and is_chief(self.model):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)

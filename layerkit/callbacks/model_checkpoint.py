@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..distributed import barrier, is_chief
 from .base import Callback
 from .monitor import initial_best, is_improvement, read_monitor, resolve_mode
 
@@ -20,7 +21,13 @@ class ModelCheckpoint(Callback):
         save_weights_only: ``model.save_weights`` instead of ``model.save``.
         mode: ``"auto"``, ``"min"`` or ``"max"``.
 
-    Every save is atomic: a crash leaves the previous file intact.
+    Every save is atomic: a crash leaves the previous file intact. In a distributed
+    ``fit`` (``distribute=lk.distributed.MPI()``) every rank decides alike, rank 0 alone
+    writes, and the others wait for it at a barrier.
+
+    Example:
+        >>> checkpoint = ModelCheckpoint("best.h5", monitor="val_accuracy", save_best_only=True)
+        >>> model.fit(x, y, validation_split=0.1, epochs=10, callbacks=[checkpoint])
     """
 
     def __init__(
@@ -54,10 +61,12 @@ class ModelCheckpoint(Callback):
                 f"Cannot format ModelCheckpoint filepath {self.filepath!r} with epoch and "
                 f"logs {sorted(logs)}: {error!r}"
             ) from None
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        else:
-            self.model.save(path)
+        if is_chief(self.model):
+            if self.save_weights_only:
+                self.model.save_weights(path)
+            else:
+                self.model.save(path)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: saved model to {path}")
         self.last_saved = path
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: saved model to {path}")
+        barrier(self.model)  # no rank runs ahead of a file still being written

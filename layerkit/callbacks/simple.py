@@ -6,6 +6,7 @@ import csv
 import math
 import os
 
+from ..distributed import is_chief
 from .base import Callback
 
 
@@ -42,6 +43,11 @@ class CSVLogger(Callback):
         filename: the CSV file.
         separator: field separator.
         append: append to an existing file instead of overwriting it.
+
+    In a distributed ``fit`` only rank 0 writes (the logs are the same on every rank).
+
+    Example:
+        >>> model.fit(x, y, epochs=10, callbacks=[CSVLogger("training.csv")])
     """
 
     def __init__(
@@ -54,6 +60,9 @@ class CSVLogger(Callback):
         self._keys: list[str] | None = None
 
     def on_train_begin(self, logs=None):
+        self._file = None
+        if not is_chief(self.model):
+            return
         has_rows = (
             self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
         )
@@ -62,6 +71,8 @@ class CSVLogger(Callback):
         self._header_written = has_rows
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._file is None:  # not rank 0 of a distributed fit
+            return
         logs = logs or {}
         if self._keys is None:
             self._keys = sorted(logs)

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import tempfile
 import urllib.request
@@ -57,6 +58,7 @@ _SHA256 = {
 _IMAGE_SIZE = (28, 28)
 _NUM_CLASSES = 10
 _CHUNK = 1 << 20
+_MAX_NPZ_RATIO = 1000  # deflate rarely beats 1000:1 on real images
 _GZIP_MAGIC = b"\x1f\x8b"
 # gzip reports damage through several unrelated exception types.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
@@ -250,7 +252,44 @@ def _load_idx_split(images_path: str, labels_path: str) -> Split:
     return images, labels
 
 
+def _check_npz_members(path: str) -> None:
+    """Reads each member's .npy header and refuses arrays its stored bytes cannot back,
+    before numpy allocates them (a 1 KB file can declare a 78 TB array)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise ValueError(
+                        f"member {info.filename} uses compression {info.compress_type}"
+                    )
+                if info.file_size > _MAX_NPZ_RATIO * max(info.compress_size, 1) + (1 << 20):
+                    raise ValueError(f"member {info.filename} expands more than {_MAX_NPZ_RATIO}x")
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    shape, _, dtype = read_header(member)
+                if math.prod(shape) * dtype.itemsize > info.file_size:
+                    raise ValueError(
+                        f"member {info.filename} declares shape {shape} of {dtype}, more than "
+                        f"its {info.file_size} bytes"
+                    )
+    except (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+    ) as exc:
+        raise ValueError(f"{path}: not a valid mnist.npz ({exc})") from exc
+
+
 def _load_npz(path: str) -> tuple[Split, Split]:
+    _check_npz_members(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -266,7 +305,14 @@ def _load_npz(path: str) -> tuple[Split, Split]:
             )
         try:
             arrays = {key: archive[key] for key in NPZ_KEYS}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        except (
+            OSError,
+            ValueError,
+            EOFError,
+            zipfile.BadZipFile,
+            zlib.error,
+            NotImplementedError,
+        ) as exc:
             raise ValueError(f"{path}: cannot read its arrays ({exc})") from exc
     for key in NPZ_KEYS:
         if arrays[key].dtype != np.uint8:

@@ -15,7 +15,10 @@ built from them; no pickle, no eval.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+import math
 import os
 from typing import Any
 
@@ -25,15 +28,17 @@ import numpy as np
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optim
+from ..layers.base import layer_class
 from ..random import rng_from_state
 from ..version import __version__
 from .atomic import atomic_write
+from .safe_hdf5 import child, hdf5_errors, read_dataset
 from .stored import FormatError, StoredLayer
 
 FORMAT_NAME = "layerkit"
 FORMAT_VERSION = 1
-# Refuse absurd datasets before reading them: more elements than this is not a Dense layer.
-MAX_ELEMENTS = 1 << 31
+HEADER_BYTES = 512  # the HDF5 user block that holds the header
+MAGIC = b"layerkit checkpoint\n"
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -53,43 +58,94 @@ def _json(value: Any) -> str:
 
 
 def _write(model, tmp: str, kind: str, include_optimizer: bool) -> None:
-    with h5py.File(tmp, "w", libver="earliest") as f:
-        f.attrs["format"] = FORMAT_NAME
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["layerkit_version"] = __version__
-        f.attrs["kind"] = kind
-        f.attrs["model_config"] = _json(model.get_config())
-        layers = [layer for layer in model.layers if layer.weights]
-        f.attrs["layer_names"] = _json([layer.name for layer in layers])
-        weights = f.create_group("weights")
-        for layer in layers:
-            group = weights.create_group(layer.name)
-            group.attrs["class_name"] = type(layer).__name__
-            group.attrs["trainable"] = bool(layer.trainable)
-            for p in layer.weights:
-                group.create_dataset(p.name.split("/", 1)[1], data=p.value)
-        if kind != "model":
-            return
-        f.attrs["training_position"] = _json(model.training_position())
-        f.attrs["layer_states"] = _json(
-            {layer.name: state for layer in model.layers if (state := layer.training_state())}
+    with h5py.File(tmp, "w", libver="earliest", userblock_size=HEADER_BYTES) as f:
+        _write_contents(model, f, kind, include_optimizer)
+    seal(tmp)
+
+
+def seal(path: str) -> None:
+    """Writes the header: a magic line and the SHA-256 of everything after the header.
+
+    HDF5 finds its data after a "user block", so the header costs the format nothing;
+    loading checks the digest before libhdf5 parses a byte, so a damaged or truncated file
+    is refused cleanly (libhdf5 itself can crash on some damaged files).
+    """
+    digest, size = _digest(path)
+    header = MAGIC + f"sha256 {digest}\nsize {size}\n".encode()
+    with open(path, "r+b") as f:
+        f.write(header.ljust(HEADER_BYTES, b"\0"))
+
+
+def _digest(path: str) -> tuple[str, int]:
+    sha, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        f.seek(HEADER_BYTES)
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return sha.hexdigest(), size
+
+
+def _verify_header(path: str) -> None:
+    with open(path, "rb") as f:
+        header = f.read(HEADER_BYTES)
+    if not header.startswith(MAGIC):
+        raise FormatError(
+            f"{path} is not a layerkit checkpoint (it does not start with the layerkit "
+            "header). Keras and TensorFlow files load with model.load_weights()."
         )
-        if model.compiled:
-            f.attrs["compile_config"] = _json(
-                {
-                    "loss": losses_module.serialize(model.loss),
-                    "metrics": [metrics_module.serialize(m) for m in model._metric_specs],
-                }
-            )
-            f.attrs["optimizer_config"] = _json(optim.serialize(model.optimizer))
-            if include_optimizer:
-                state = model.optimizer.state_dict()
-                group = f.create_group("optimizer")
-                group.attrs["iterations"] = state["iterations"]
-                group.attrs["parameter_names"] = _json(sorted(state["slots"]))
-                for name, slots in state["slots"].items():
-                    for slot, array in slots.items():
-                        group.create_dataset(f"{name}/{slot}", data=array)
+    fields = dict(
+        line.split(" ", 1)
+        for line in header[len(MAGIC) :].rstrip(b"\0").decode("ascii", "replace").splitlines()
+        if " " in line
+    )
+    digest, size = _digest(path)
+    if fields.get("size") != str(size):
+        raise FormatError(
+            f"{path} is truncated or damaged: it holds {size + HEADER_BYTES} bytes, "
+            f"its header says {fields.get('size')} + {HEADER_BYTES}."
+        )
+    if fields.get("sha256") != digest:
+        raise FormatError(f"{path} is damaged: its contents do not match their SHA-256 digest.")
+
+
+def _write_contents(model, f: h5py.File, kind: str, include_optimizer: bool) -> None:
+    f.attrs["format"] = FORMAT_NAME
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["layerkit_version"] = __version__
+    f.attrs["kind"] = kind
+    f.attrs["model_config"] = _json(model.get_config())
+    layers = [layer for layer in model.layers if layer.weights]
+    f.attrs["layer_names"] = _json([layer.name for layer in layers])
+    weights = f.create_group("weights")
+    for layer in layers:
+        group = weights.create_group(layer.name)
+        group.attrs["class_name"] = type(layer).__name__
+        group.attrs["trainable"] = bool(layer.trainable)
+        for p in layer.weights:
+            group.create_dataset(p.name.split("/", 1)[1], data=p.value)
+    if kind != "model":
+        return
+    f.attrs["training_position"] = _json(model.training_position())
+    f.attrs["layer_states"] = _json(
+        {layer.name: state for layer in model.layers if (state := layer.training_state())}
+    )
+    if model.compiled:
+        f.attrs["compile_config"] = _json(
+            {
+                "loss": losses_module.serialize(model.loss),
+                "metrics": [metrics_module.serialize(m) for m in model._metric_specs],
+            }
+        )
+        f.attrs["optimizer_config"] = _json(optim.serialize(model.optimizer))
+        if include_optimizer:
+            state = model.optimizer.state_dict()
+            group = f.create_group("optimizer")
+            group.attrs["iterations"] = state["iterations"]
+            group.attrs["parameter_names"] = _json(sorted(state["slots"]))
+            for name, slots in state["slots"].items():
+                for slot, array in slots.items():
+                    group.create_dataset(f"{name}/{slot}", data=array)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -105,6 +161,7 @@ def open_checkpoint(path: str | os.PathLike) -> h5py.File:
         raise FileNotFoundError(f"No checkpoint at {path}: the file does not exist.")
     if os.path.isdir(path):
         raise IsADirectoryError(f"Expected a checkpoint file, but {path} is a folder.")
+    _verify_header(path)
     try:
         f = h5py.File(path, "r")
     except OSError as error:
@@ -128,10 +185,11 @@ def open_checkpoint(path: str | os.PathLike) -> h5py.File:
 
 
 def is_layerkit_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` starts with the layerkit header (nothing else is read)."""
     try:
-        with h5py.File(os.fspath(path), "r") as f:
-            return _attr_str(f, "format") == FORMAT_NAME
-    except (OSError, ValueError):
+        with open(os.fspath(path), "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
         return False
 
 
@@ -142,98 +200,202 @@ def _attr_str(obj, key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _attr_json(obj: h5py.Group, key: str, path: str, default: Any = None) -> Any:
+def _attr_json(obj: h5py.Group, key: str, path: str, expected: type, default: Any = None) -> Any:
+    """A JSON attribute, checked to be of the ``expected`` type (dict or list)."""
     text = _attr_str(obj, key)
     if text is None:
         return default
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
         raise FormatError(
             f"{path}: attribute {key!r} of {obj.name} is not valid JSON ({error})."
         ) from None
+    if not isinstance(value, expected):
+        raise FormatError(
+            f"{path}: attribute {key!r} of {obj.name} should hold a JSON "
+            f"{expected.__name__}, it holds {type(value).__name__}."
+        )
+    return value
 
 
-def read_dataset(obj: Any, path: str, label: str) -> np.ndarray:
-    """Reads a numeric dataset after refusing anything that points outside the file."""
-    if not isinstance(obj, h5py.Dataset):
-        raise FormatError(f"{path}: {label} is not a dataset.")
-    if obj.is_virtual:
-        raise FormatError(f"{path}: {label} is a virtual dataset; refusing to follow it.")
-    if obj.external:
-        raise FormatError(f"{path}: {label} stores its data in external files; refusing it.")
-    if obj.dtype.kind not in "fiu":
-        raise FormatError(f"{path}: {label} has non-numeric dtype {obj.dtype}.")
-    if obj.size > MAX_ELEMENTS:
-        raise FormatError(f"{path}: {label} has an absurd shape {obj.shape}.")
-    try:
-        return obj[()]
-    except OSError as error:
-        raise FormatError(f"{path}: cannot read {label} (truncated file?): {error}") from None
-
-
-def _safe_get(parent: h5py.Group, key: str, path: str):
-    """``parent[key]`` after checking that no component of ``key`` is a link (an external
-    link could make the loader read another file on the machine)."""
+def _group(parent: h5py.Group, key: str, path: str) -> h5py.Group:
+    """``parent[key]`` (one or more components), refusing links and missing members."""
+    if not key or any(part in ("", ".", "..") for part in key.split("/")):
+        raise FormatError(f"{path}: invalid name {key!r} under {parent.name}.")
     obj = parent
     for part in key.split("/"):
-        if not isinstance(obj, h5py.Group) or part not in obj:
+        found = child(obj, part, path) if isinstance(obj, h5py.Group) else None
+        if found is None:
             raise FormatError(f"{path}: {parent.name.rstrip('/')}/{key} is missing.")
-        if isinstance(obj.get(part, getlink=True), (h5py.ExternalLink, h5py.SoftLink)):
-            raise FormatError(
-                f"{path}: {obj.name.rstrip('/')}/{part} is a link; refusing to follow it."
-            )
-        obj = obj[part]
-    return obj
-
-
-def _checked_group(parent: h5py.Group, key: str, path: str) -> h5py.Group:
-    obj = _safe_get(parent, key, path)
+        obj = found
     if not isinstance(obj, h5py.Group):
         raise FormatError(f"{path}: {obj.name} is not a group.")
     return obj
 
 
+def _datasets(group: h5py.Group, path: str) -> dict[str, np.ndarray]:
+    file_size = os.path.getsize(path)
+    return {key: read_dataset(child(group, key, path), path, file_size) for key in group}
+
+
 def read_layers(f: h5py.File, path: str) -> list[StoredLayer]:
     """The layers of a layerkit checkpoint, in model order, with their weights."""
-    names = _attr_json(f, "layer_names", path)
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    names = _attr_json(f, "layer_names", path, list)
+    if names is None or not all(isinstance(n, str) for n in names):
         raise FormatError(f"{path}: attribute 'layer_names' is not a list of names.")
-    weights = _checked_group(f, "weights", path)
+    weights = _group(f, "weights", path)
+    order = {"kernel": 0, "bias": 1}
     layers = []
     for name in names:
-        group = _checked_group(weights, name, path)
-        arrays = {}
-        for key in group:
-            arrays[key] = read_dataset(_safe_get(group, key, path), path, f"{group.name}/{key}")
-        order = {"kernel": 0, "bias": 1}
-        arrays = dict(sorted(arrays.items(), key=lambda kv: order.get(kv[0], 2)))
-        layers.append(
-            StoredLayer(name=name, weights=arrays, class_name=_attr_str(group, "class_name"))
-        )
+        group = _group(weights, name, path)
+        arrays = dict(sorted(_datasets(group, path).items(), key=lambda kv: order.get(kv[0], 2)))
+        layers.append(StoredLayer(name, arrays, class_name=_attr_str(group, "class_name")))
     return layers
 
 
 def read_layerkit_layers(path: str | os.PathLike) -> list[StoredLayer]:
-    with open_checkpoint(path) as f:
-        return read_layers(f, os.fspath(path))
+    path = os.fspath(path)
+    with hdf5_errors(path), open_checkpoint(path) as f:
+        return read_layers(f, path)
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """Everything a model checkpoint holds, read and checked, nothing applied yet."""
+
+    kind: str
+    config: dict | None
+    layers: list[StoredLayer]
+    compile_config: dict | None = None
+    optimizer_config: dict | None = None
+    optimizer_state: dict | None = None
+    position: dict = dataclasses.field(default_factory=dict)
+    layer_states: dict = dataclasses.field(default_factory=dict)
+    frozen: list[str] = dataclasses.field(default_factory=list)
+    written_by: str = ""
+    format_version: int = FORMAT_VERSION
+
+
+def read_snapshot(path: str | os.PathLike) -> Snapshot:
+    """Reads and validates a whole layerkit checkpoint (see :class:`Snapshot`).
+
+    Raises:
+        FileNotFoundError, FormatError: as :func:`open_checkpoint`, or for any part of the
+            file that is corrupt, of the wrong type, or refers outside the file.
+    """
+    path = os.fspath(path)
+    with hdf5_errors(path), open_checkpoint(path) as f:
+        snapshot = Snapshot(
+            kind=_attr_str(f, "kind") or "weights",
+            config=_attr_json(f, "model_config", path, dict),
+            layers=read_layers(f, path),
+            compile_config=_attr_json(f, "compile_config", path, dict),
+            optimizer_config=_attr_json(f, "optimizer_config", path, dict),
+            optimizer_state=_read_optimizer_state(f, path),
+            position=_attr_json(f, "training_position", path, dict, {}),
+            layer_states=_attr_json(f, "layer_states", path, dict, {}),
+            written_by=_attr_str(f, "layerkit_version") or "?",
+            format_version=int(f.attrs["format_version"]),
+        )
+        snapshot.frozen = [
+            s.name for s in snapshot.layers if not f["weights"][s.name].attrs.get("trainable", True)
+        ]
+    _check_position(snapshot, path)
+    config = snapshot.compile_config
+    if config is not None and ("loss" not in config or not isinstance(config.get("metrics"), list)):
+        raise FormatError(f"{path}: compile_config needs a loss and a list of metrics.")
+    return snapshot
 
 
 def _read_optimizer_state(f: h5py.File, path: str) -> dict[str, Any] | None:
     if "optimizer" not in f:
         return None
-    group = _checked_group(f, "optimizer", path)
-    names = _attr_json(group, "parameter_names", path, [])
-    slots: dict[str, dict[str, np.ndarray]] = {}
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+    group = _group(f, "optimizer", path)
+    names = _attr_json(group, "parameter_names", path, list, [])
+    if not all(isinstance(n, str) for n in names):
         raise FormatError(f"{path}: optimizer attribute 'parameter_names' is not a list of names.")
-    for name in names:
-        holder = _checked_group(group, name, path)
-        slots[name] = {
-            slot: read_dataset(_safe_get(holder, slot, path), path, f"optimizer/{name}/{slot}")
-            for slot in holder
-        }
-    return {"iterations": int(group.attrs.get("iterations", 0)), "slots": slots}
+    iterations = group.attrs.get("iterations", 0)
+    if not isinstance(iterations, (int, np.integer)) or iterations < 0:
+        raise FormatError(f"{path}: optimizer iterations {iterations!r} is not a count.")
+    slots = {name: _datasets(_group(group, name, path), path) for name in names}
+    return {"iterations": int(iterations), "slots": slots}
+
+
+def _check_position(snapshot: Snapshot, path: str) -> None:
+    """Refuses a training position or layer states that could not be restored."""
+    position = snapshot.position
+    for key, minimum in (("epochs_done", 0), ("last_epoch", -1), ("iterations", 0)):
+        value = position.get(key, minimum)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise FormatError(f"{path}: training_position {key}={value!r} is not a count.")
+    try:
+        if "shuffle_rng" in position:
+            rng_from_state(position["shuffle_rng"])
+        for name, state in snapshot.layer_states.items():
+            if not isinstance(state, dict):
+                raise ValueError(f"the state of layer {name!r} is not a dict")
+            if "rng" in state:
+                rng_from_state(state["rng"])
+    except (ValueError, TypeError, KeyError) as error:
+        raise FormatError(f"{path}: invalid training_position or layer_states: {error}") from None
+
+
+def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]]:
+    """The weights a Sequential config would create, computed without creating them.
+
+    A file is checked against this before anything is allocated, so a config declaring a
+    layer of 2**40 units is refused instead of exhausting memory.
+    """
+    layers = config.get("layers")
+    if not isinstance(layers, list):
+        raise FormatError(f"{path}: model_config has no list of layers.")
+    shape = config.get("build_input_shape")
+    shape = tuple(shape[1:]) if isinstance(shape, list) and shape else None
+    planned: dict[str, dict[str, tuple]] = {}
+    for spec in layers:
+        cfg = spec.get("config", {}) if isinstance(spec, dict) else None
+        if not isinstance(cfg, dict):
+            raise FormatError(f"{path}: model_config holds a layer that is not a dict.")
+        cls = spec.get("class_name")
+        if shape is None:
+            declared = cfg.get("shape") if cls == "InputLayer" else cfg.get("input_shape")
+            shape = tuple(declared) if isinstance(declared, list) else None
+        if cls == "Dense":
+            units, name = cfg.get("units"), cfg.get("name")
+            if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+                raise FormatError(f"{path}: Dense layer {name!r} has invalid units {units!r}.")
+            if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+                shape = None  # an unbuilt model: it has no weights to plan
+                continue
+            planned[name] = {"kernel": (shape[-1], units)}
+            if cfg.get("use_bias", True):
+                planned[name]["bias"] = (units,)
+            shape = (*shape[:-1], units)
+        elif cls == "Flatten" and shape is not None:
+            shape = (math.prod(shape),)
+    return planned
+
+
+def _check_against_config(snapshot: Snapshot, path: str) -> None:
+    for spec in snapshot.config.get("layers") or []:
+        try:
+            layer_class(spec.get("class_name") if isinstance(spec, dict) else None)
+        except ValueError as error:
+            raise FormatError(f"{path}: model_config: {error}") from None
+    planned = planned_weight_shapes(snapshot.config, path)
+    stored = {s.name: {k: v.shape for k, v in s.weights.items()} for s in snapshot.layers}
+    if set(planned) != set(stored):
+        raise FormatError(
+            f"{path}: the model_config has layers with weights {sorted(planned)}, "
+            f"but the file holds weights for {sorted(stored)}."
+        )
+    for name, shapes in planned.items():
+        if shapes != stored[name]:
+            raise FormatError(
+                f"{path}: layer {name!r}: the model_config (its build_input_shape and units) "
+                f"implies weights {shapes}, the file holds {stored[name]}."
+            )
 
 
 # --- restoring -------------------------------------------------------------------------
@@ -248,66 +410,78 @@ def load_model(path: str | os.PathLike):
     from ..models.sequential import Sequential
 
     path = os.fspath(path)
-    with open_checkpoint(path) as f:
-        config = _attr_json(f, "model_config", path)
-        if config is None:
-            raise FormatError(f"{path}: no model_config; it was written by save_weights().")
-        if _attr_str(f, "kind") != "model":
-            raise FormatError(
-                f"{path} holds weights only (written by save_weights): build the model and "
-                "call model.load_weights() instead of load_model()."
-            )
-        try:
-            model = Sequential.from_config(config)
-        except (TypeError, KeyError, ValueError) as error:
-            raise FormatError(f"{path}: invalid model_config: {error}") from None
-        stored = read_layers(f, path)
-        if stored and not model.built:
-            raise FormatError(f"{path}: the model_config has no input shape for its weights.")
-        _apply_layers(model, [(s, model.get_layer(s.name)) for s in stored], path)
-        compile_config = _attr_json(f, "compile_config", path)
-        if compile_config is not None:
-            model.compile(
-                optimizer=optim.get(_attr_json(f, "optimizer_config", path)),
-                loss=losses_module.get(compile_config["loss"]),
-                metrics=[metrics_module.deserialize(m) for m in compile_config["metrics"]],
-            )
-        _restore_training_state(model, f, path)
+    snapshot = read_snapshot(path)
+    if snapshot.kind != "model" or snapshot.config is None:
+        raise FormatError(
+            f"{path} holds weights only (written by save_weights): build the model and "
+            "call model.load_weights() instead of load_model()."
+        )
+    _check_against_config(snapshot, path)
+    try:
+        model = Sequential.from_config(snapshot.config)
+        _apply_layers(model, [(s, model.get_layer(s.name)) for s in snapshot.layers], path)
+        if snapshot.compile_config is not None:
+            model.compile(*_compile_arguments(snapshot, path))
+        _restore_training_state(model, snapshot)
+    except FormatError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        # The model is new: nothing outside this function has been changed.
+        raise FormatError(f"{path}: cannot rebuild the model: {error}") from None
     return model
+
+
+def _compile_arguments(snapshot: Snapshot, path: str) -> tuple:
+    """(optimizer, loss, metrics) from the compile and optimizer configs, or FormatError."""
+    config = snapshot.compile_config
+    try:
+        metrics = config.get("metrics", [])
+        if not isinstance(metrics, list):
+            raise TypeError(f"metrics should be a list, not {type(metrics).__name__}")
+        return (
+            optim.get(snapshot.optimizer_config),
+            losses_module.get(config["loss"]),
+            [metrics_module.deserialize(m) for m in metrics],
+        )
+    except (ValueError, TypeError, KeyError) as error:
+        raise FormatError(
+            f"{path}: invalid compile_config or optimizer_config: {error!r}"
+        ) from None
 
 
 def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
     """Restores weights, optimizer state and training position from a model checkpoint
     into an existing, compiled model of the same architecture (``BackupAndRestore``).
-    Returns the stored training position."""
+    Everything is checked before anything changes. Returns the stored training position."""
     path = os.fspath(path)
-    with open_checkpoint(path) as f:
-        stored = read_layers(f, path)
-        pairs = [(s, _model_layer(model, s.name, path)) for s in stored]
-        _check_shapes(pairs, path)
-        state = _read_optimizer_state(f, path)
-        if state is not None and model.optimizer is not None:
-            model.optimizer.build(model.weights)
-            model.optimizer.load_state_dict(state)
-        _apply_layers(model, pairs, path)
-        return _restore_training_state(model, f, path, optimizer_done=True)
+    snapshot = read_snapshot(path)
+    pairs = [(s, _model_layer(model, s.name, path)) for s in snapshot.layers]
+    _check_shapes(pairs, path)
+    unknown = [name for name in snapshot.layer_states if name not in _layer_names(model)]
+    if unknown:
+        raise FormatError(f"{path}: training state for layers {unknown} not in the model.")
+    if snapshot.optimizer_state is not None and model.optimizer is not None:
+        model.optimizer.build(model.weights)
+        model.optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
+    _apply_layers(model, pairs, path)
+    _restore_training_state(model, snapshot, optimizer_done=True)
+    return snapshot.position
 
 
-def _restore_training_state(
-    model, f: h5py.File, path: str, optimizer_done: bool = False
-) -> dict[str, Any]:
-    if not optimizer_done:
-        state = _read_optimizer_state(f, path)
-        if state is not None and model.optimizer is not None:
-            model.optimizer.load_state_dict(state)
-    position = _attr_json(f, "training_position", path, {})
+def _layer_names(model) -> set[str]:
+    return {layer.name for layer in model.layers}
+
+
+def _restore_training_state(model, snapshot: Snapshot, optimizer_done: bool = False) -> None:
+    if not optimizer_done and snapshot.optimizer_state is not None and model.optimizer:
+        model.optimizer.load_state_dict(snapshot.optimizer_state)
+    position = snapshot.position
     if position:
         model._epochs_done = int(position.get("epochs_done", 0))
         if "shuffle_rng" in position:
             model._shuffle_rng = rng_from_state(position["shuffle_rng"])
-    for name, state in (_attr_json(f, "layer_states", path, {}) or {}).items():
+    for name, state in snapshot.layer_states.items():
         model.get_layer(name).load_training_state(state)
-    return position
 
 
 def _model_layer(model, name: str, path: str):

@@ -31,8 +31,14 @@ from typing import Any
 
 import h5py
 import numpy as np
-from h5py import h5d, h5l, h5o, h5p
+from h5py import h5o
 
+from .safe_hdf5 import MAX_COMPRESSION_RATIO as _MAX_COMPRESSION_RATIO
+from .safe_hdf5 import child as _child
+from .safe_hdf5 import fail as _fail
+from .safe_hdf5 import read_dataset as _read_dataset
+from .safe_hdf5 import reads_hdf5
+from .safe_hdf5 import resolve as _resolve
 from .stored import FormatError, StoredLayer
 
 __all__ = [
@@ -51,13 +57,6 @@ _CONFIG_MEMBER = "config.json"
 # A weights member bigger than this, or more compressed than this, is refused unread.
 _MAX_MEMBER_BYTES = 4 << 30
 _MAX_CONFIG_BYTES = 64 << 20
-_MAX_COMPRESSION_RATIO = 1000
-_MAX_ELEMENTS = 1 << 31
-# Chunked, filtered datasets may legitimately expand; below this size any ratio is fine
-# (a compressed all-zero bias compresses extremely well).
-_SMALL_EXPANSION_BYTES = 64 << 20
-# Dataset element kinds that can be weights: float, signed, unsigned, bool.
-_NUMERIC_KINDS = "fiub"
 # Nested models (``layers/<model>/layers/...``) deeper than this are refused, not recursed.
 _MAX_NESTING = 16
 
@@ -81,10 +80,6 @@ _SNAKE_CLASSES = {
     "batch_normalization": "BatchNormalization",
     "layer_normalization": "LayerNormalization",
 }
-
-
-def _fail(path: PathLike, obj: str, message: str) -> FormatError:
-    return FormatError(f"{os.fspath(path)}: {obj}: {message}")
 
 
 # --------------------------------------------------------------------------------------
@@ -157,6 +152,7 @@ def _archive_kind(path: PathLike) -> str:
     return "keras_archive"
 
 
+@reads_hdf5
 def detect_format(path: PathLike) -> str:
     """Say which kind of weights file ``path`` is, by its content rather than its suffix.
 
@@ -201,113 +197,6 @@ def detect_format(path: PathLike) -> str:
 # --------------------------------------------------------------------------------------
 # Safe HDF5 access
 # --------------------------------------------------------------------------------------
-
-
-def _child(
-    group: h5py.Group, name: str, path: PathLike, inside: str | None = None
-) -> h5py.Group | h5py.Dataset | None:
-    """Open one member of ``group`` (a single path component), or ``None`` if absent.
-
-    Hard links are followed. External links are refused: they make HDF5 open another
-    file named by the stranger who wrote this one. Soft links are followed only when
-    their target lies within ``inside`` (the group being read) and is reached by hard
-    links alone, so chains and cycles of links are refused too.
-    """
-    where = f"{group.name.rstrip('/')}/{name}"
-    if not name or "/" in name or name in (".", ".."):
-        raise _fail(path, where, "invalid member name")
-    key = name.encode("utf-8")
-    if not group.id.links.exists(key, h5p.create(h5p.LINK_ACCESS)):
-        return None
-    kind = group.id.links.get_info(key).type
-    if kind == h5l.TYPE_HARD:
-        return group[name]
-    if kind == h5l.TYPE_EXTERNAL:
-        raise _fail(path, where, "external links to other files are refused")
-    if kind != h5l.TYPE_SOFT:
-        raise _fail(path, where, f"user-defined link type {kind} is refused")
-    target = group.id.links.get_val(key).decode("utf-8", "replace")
-    if not target.startswith("/"):
-        target = f"{group.name.rstrip('/')}/{target}"
-    parts: list[str] = []
-    for part in target.split("/"):
-        if part == "..":
-            if parts:
-                parts.pop()
-        elif part not in ("", "."):
-            parts.append(part)
-    resolved = "/" + "/".join(parts)
-    if inside is None:
-        raise _fail(path, where, f"soft link to {target!r} is refused here (no links to links)")
-    if not (resolved + "/").startswith(inside.rstrip("/") + "/"):
-        raise _fail(path, where, f"soft link to {target!r} points outside {inside}")
-    obj: h5py.Group | h5py.Dataset | None = group.file
-    for part in parts:
-        if not isinstance(obj, h5py.Group):
-            return None
-        # Only hard links on the way: no chains of soft links, hence no cycles.
-        obj = _child(obj, part, path, inside=None)
-        if obj is None:
-            return None
-    return obj
-
-
-def _resolve(
-    group: h5py.Group, relative: str, path: PathLike, inside: str
-) -> h5py.Group | h5py.Dataset | None:
-    obj: h5py.Group | h5py.Dataset | None = group
-    for part in relative.split("/"):
-        if not isinstance(obj, h5py.Group):
-            return None
-        obj = _child(obj, part, path, inside)
-        if obj is None:
-            return None
-    return obj
-
-
-def _read_dataset(ds: Any, path: PathLike, file_size: int) -> np.ndarray:
-    """Check a dataset and read it fully into memory."""
-    obj = ds.name if isinstance(ds, h5py.HLObject) else repr(ds)
-    if not isinstance(ds, h5py.Dataset):
-        raise _fail(path, obj, "expected a dataset")
-    dcpl = ds.id.get_create_plist()
-    layout = dcpl.get_layout()
-    if ds.is_virtual or layout == h5d.VIRTUAL:
-        raise _fail(path, obj, "virtual datasets (data from other files) are refused")
-    if ds.external is not None:
-        raise _fail(path, obj, "datasets with external raw storage are refused")
-    try:
-        dtype = ds.dtype
-    except (TypeError, ValueError) as exc:
-        raise _fail(path, obj, f"unsupported HDF5 datatype: {exc}") from exc
-    if dtype.kind not in _NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise _fail(path, obj, f"non-numeric dtype {dtype} cannot be a weight")
-    shape = ds.shape
-    if shape is None:
-        raise _fail(path, obj, "empty dataspace")
-    count = math.prod(shape)
-    nbytes = count * dtype.itemsize
-    if count > _MAX_ELEMENTS:
-        raise _fail(path, obj, f"absurd shape {shape}")
-    filtered = layout == h5d.CHUNKED and dcpl.get_nfilters() > 0
-    if not filtered and nbytes > file_size:
-        # Unfiltered data is stored as is, so it cannot exceed the file; more would be
-        # fill values conjured from nothing (a cheap way to exhaust memory).
-        raise _fail(path, obj, f"shape {shape} of {dtype} needs {nbytes} bytes, more than the file")
-    if not filtered and ds.id.get_storage_size() < nbytes:
-        # Keras always writes its weights; unwritten parts would silently read as fill values.
-        raise _fail(path, obj, "data never written (only fill values are stored)")
-    if filtered and nbytes > max(
-        _SMALL_EXPANSION_BYTES, _MAX_COMPRESSION_RATIO * ds.id.get_storage_size()
-    ):
-        raise _fail(path, obj, f"shape {shape} expands more than {_MAX_COMPRESSION_RATIO}x")
-    try:
-        array = np.asarray(ds[()])
-    except (OSError, ValueError, TypeError) as exc:
-        raise _fail(path, obj, f"unreadable data (truncated file?): {exc}") from exc
-    if not array.dtype.isnative:
-        array = array.astype(array.dtype.newbyteorder("="))
-    return array
 
 
 def _string_list(obj: h5py.HLObject, name: str, path: PathLike) -> list[str]:
@@ -637,6 +526,7 @@ def _read_archive(path: PathLike) -> list[StoredLayer]:
 # --------------------------------------------------------------------------------------
 
 
+@reads_hdf5
 def read_keras_weights(path: PathLike) -> list[StoredLayer]:
     """Read the layer weights of a Keras 3 ``.weights.h5``, legacy ``.h5`` or ``.keras`` file.
 
@@ -668,6 +558,7 @@ def read_keras_weights(path: PathLike) -> list[StoredLayer]:
         return reader(f, path, os.path.getsize(path))
 
 
+@reads_hdf5
 def read_keras_model_config(path: PathLike) -> dict:
     """Return the Keras model config (``{"class_name": "Sequential", "config": {...}}``).
 

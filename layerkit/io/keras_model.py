@@ -106,6 +106,7 @@ def load_keras(path: PathLike) -> Sequential:
         raise FormatError(f"{path}: model config: unexpected layer list")
 
     stored = keras_files.read_keras_weights(path)
+    _check_units_against_weights(specs, stored, path)  # before any allocation
     layers: list[Layer] = []
     input_layer = _input_layer(config, path)
     if input_layer is not None:
@@ -125,6 +126,33 @@ def load_keras(path: PathLike) -> Sequential:
         ) from None
     _assign_weights(model, stored, path)
     return model
+
+
+def _check_units_against_weights(specs: list[dict], stored: list, path: str) -> None:
+    """Refuses a config whose Dense sizes the stored kernels do not back, so a config that
+    declares 2**40 units fails here instead of allocating."""
+    by_name = {s.name: s.weights for s in stored}
+    missing = [
+        s["name"] for s in specs if s.get("class_name") == "Dense" and s["name"] not in by_name
+    ]
+    if missing:
+        raise FormatError(f"{path}: the file has no weights for layers {missing}.")
+    for spec in specs:
+        if spec.get("class_name") != "Dense":
+            continue
+        name, units = spec["name"], spec["units"]
+        kernel = by_name.get(name, {}).get("kernel")
+        if kernel is None or kernel.ndim != 2 or kernel.shape[1] != units:
+            found = None if kernel is None else kernel.shape
+            raise FormatError(
+                f"{path}: Dense layer {name!r} declares {units} units, but the file's kernel "
+                f"for it has shape {found}."
+            )
+        if spec.get("input_dim") not in (None, kernel.shape[0]):
+            raise FormatError(
+                f"{path}: Dense layer {name!r} declares input_dim {spec['input_dim']}, but "
+                f"the file's kernel has shape {kernel.shape}."
+            )
 
 
 def _has_model_config(path: str) -> bool:

@@ -331,6 +331,8 @@ def _read_tensor(entry: _Entry, shard: Path, shard_size: int, big_endian: bool) 
     if code is None:
         raise _fail(shard, obj, f"unsupported TensorFlow dtype enum {entry.dtype}")
     dtype = np.dtype(code)
+    if dtype.kind == "c":  # dropping the imaginary part would be silent data loss
+        raise _fail(shard, obj, f"complex tensors ({dtype}) cannot be layer weights")
     if big_endian:
         dtype = dtype.newbyteorder(">")
     count = math.prod(entry.shape)

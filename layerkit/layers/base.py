@@ -63,7 +63,11 @@ def reset_names() -> None:
 
 
 def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+    if (
+        not isinstance(name, str)
+        or name in (".", "..")
+        or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name)
+    ):
         raise ValueError(
             f"Expected a layer name of letters, digits, '_', '.' or '-'. Received: name={name!r}"
         )

@@ -35,7 +35,10 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
     """
     if x is None:
         raise TypeError(f"Expected an array for {argument}. Received: {argument}=None")
-    array = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    try:
+        array = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    except (ValueError, TypeError) as error:  # ragged nested lists
+        raise ValueError(f"Invalid {argument}: cannot be read as an array ({error})") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(
             f"Expected numeric data for {argument} (ints, floats or bools). "
@@ -61,7 +64,12 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
                 f"Invalid {argument}: expected samples of shape {expected}, "
                 f"received {array.shape[1:]} ({argument}.shape={array.shape})."
             )
-    array = np.ascontiguousarray(array, dtype=backend.floatx())
+    try:
+        array = np.ascontiguousarray(array, dtype=backend.floatx())
+    except MemoryError:
+        raise ValueError(
+            f"Invalid {argument}: shape {array.shape} does not fit in memory as {backend.floatx()}."
+        ) from None
     check_finite(array, argument)
     return array
 

@@ -8,6 +8,7 @@ at once, without recompiling.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -16,9 +17,9 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import distributed, optim
 from .. import losses as losses_module
 from .. import metrics as metrics_module
-from .. import optim
 from ..callbacks.base import CallbackList
 from ..callbacks.history import History
 from ..layers.input_layer import InputLayer
@@ -48,6 +49,10 @@ class Trainer:
         self._resume_from_epoch: int | None = None  # set by BackupAndRestore
         self._plan_cache: dict[tuple, tuple] = {}
         self._stack: list = []  # the layers that compute (no InputLayer)
+        # The lk.distributed strategy of the fit or evaluate call in progress (else None):
+        # callbacks ask lk.distributed.is_chief(model) before printing or saving.
+        self.distribute: distributed.MPI | None = None
+        self._grad_spans: dict[int, tuple] = {}
 
     # --- compile --------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
@@ -147,13 +152,20 @@ class Trainer:
             out, backs[last] = layers[last].forward(h, True)
         return out, backs
 
-    def _step(self, xb, yb, start: int = 0, update: bool = True):
-        """One training step; returns (loss value, predictions for metrics)."""
+    def _step(self, xb, yb, start: int = 0, update: bool = True, scale: float | None = None):
+        """One training step; returns (loss value, predictions for metrics).
+
+        ``scale`` multiplies the gradient of the loss (not its value): a rank holding
+        ``n`` rows of a global batch of ``N`` passes ``n / N``, so that the gradients
+        summed over the ranks are those of the mean over the global batch.
+        """
         lowest, params, fused = self._plan(start)
         out, backs = self._forward_train(xb, start, fused)
         loss = fused if fused is not None else self.loss
         value, grad = loss.value_and_grad(yb, out)
         if lowest is not None:
+            if scale is not None:
+                grad *= scale  # a fresh array of the loss: safe to scale in place
             g = grad
             for i in range(len(backs) - 1, lowest - 1, -1):
                 g = backs[i](g, i > lowest)
@@ -162,6 +174,38 @@ class Trainer:
         if fused is not None and self._metrics:
             out = self._stack[-1].activation(out)
         return value, out
+
+    def _reduce_and_apply(self, strategy: distributed.MPI, start: int, rows: int) -> None:
+        """The distributed half of a step: sums the gradients of every rank's shard with
+        one Allreduce, then applies the same update on every rank. A rank without rows
+        in this batch (``rows == 0``) contributes zeros."""
+        lowest, params, _ = self._plan(start)
+        if lowest is None:  # nothing trainable: the same on every rank, so no collective
+            return
+        buffers = self._grad_buffers(params)
+        for grads in buffers:
+            if rows == 0:
+                grads[...] = 0.0
+            strategy.allreduce_gradients(grads)
+        self.optimizer.apply(params)
+
+    def _grad_buffers(self, params: tuple) -> tuple[np.ndarray, ...]:
+        """The gradient memory of ``params`` as few contiguous arrays as possible: one
+        slice of the model's arena (frozen layers in between ride along, unused)."""
+        entry = self._grad_spans.get(id(params))
+        if entry is not None and entry[0] is params:
+            return entry[1]
+        arena = getattr(self, "_arena", None)
+        if arena is not None and all(p.arena is arena for p in params):
+            lo = min(p.offset for p in params)
+            hi = max(p.offset + p.size for p in params)
+            buffers = (arena.grads[lo:hi],)
+        else:  # not packed in one arena: one call per weight (never the case in Sequential)
+            buffers = tuple(p.grad for p in params)
+        if len(self._grad_spans) > 16:
+            self._grad_spans.clear()
+        self._grad_spans[id(params)] = (params, buffers)
+        return buffers
 
     # --- public training API --------------------------------------------------------
     def _prepare_x(self, x, argument: str = "x") -> np.ndarray:
@@ -194,12 +238,14 @@ class Trainer:
         initial_epoch: int = 0,
         cache_frozen: bool | str = "auto",
         cache_max_bytes: int = FrozenOutputCache.DEFAULT_MAX_BYTES,
+        distribute: distributed.MPI | None = None,
     ) -> History:
         """Trains the model; returns a :class:`~layerkit.callbacks.History`.
 
         Args:
             x, y: training inputs and targets.
-            batch_size: samples per step (default 32).
+            batch_size: samples per step (default 32); with ``distribute``, the global
+                batch, split across the ranks.
             epochs: index of the last epoch (epochs run from ``initial_epoch``).
             verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch,
                 ``"auto"`` 1 in a terminal and 0 otherwise.
@@ -212,7 +258,55 @@ class Trainer:
             cache_frozen: ``"auto"``, ``True`` or ``False``: compute the frozen layers at
                 the bottom of the model once and train only the layers above them.
             cache_max_bytes: memory budget of that cache in ``"auto"`` mode (1 GiB).
+            distribute: ``None``, or an ``lk.distributed.MPI()`` to train data-parallel
+                on every rank of an ``mpiexec`` job: each rank passes the same data and
+                arguments, ends with the same weights and logs as one process would, and
+                only rank 0 prints and saves. An exception on any rank ends every rank.
+
+        Example:
+            >>> history = model.fit(x, y, batch_size=64, epochs=5, validation_split=0.1)
+            >>> history.history["val_loss"][-1]
+            0.093
         """
+        strategy = distributed.check_distribute(distribute)
+        guard = strategy.guard("fit") if strategy is not None else contextlib.nullcontext()
+        previous, self.distribute = self.distribute, strategy
+        try:
+            with guard:
+                return self._fit(
+                    x,
+                    y,
+                    batch_size,
+                    epochs,
+                    verbose,
+                    callbacks,
+                    validation_split,
+                    validation_data,
+                    shuffle,
+                    initial_epoch,
+                    cache_frozen,
+                    cache_max_bytes,
+                    strategy,
+                )
+        finally:
+            self.distribute = previous
+
+    def _fit(
+        self,
+        x,
+        y,
+        batch_size,
+        epochs,
+        verbose,
+        callbacks,
+        validation_split,
+        validation_data,
+        shuffle,
+        initial_epoch,
+        cache_frozen,
+        cache_max_bytes,
+        strategy: distributed.MPI | None,
+    ) -> History:
         self._require_compiled("fit")
         batch_size = check_batch_size(batch_size)
         epochs = check_int(epochs, "epochs", 0)
@@ -257,33 +351,59 @@ class Trainer:
             self,
             {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
         )
+        if strategy is not None:
+            # Ranks that disagree here would make different numbers of collective calls.
+            strategy.check_same(
+                "fit",
+                samples=len(x),
+                sample_shape=x.shape[1:],
+                target_shape=y.shape[1:],
+                validation_samples=None if x_val is None else len(x_val),
+                batch_size=batch_size,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                shuffle=bool(shuffle),
+                weight_shapes=[p.shape for p in self.weights],  # names may differ
+                trainable=[layer.trainable for layer in self._stack],
+                batch_callbacks=callback_list.wants_batch_hooks,
+            )
         cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
         self.stop_training = False
         self._nan_warned = False
         self._last_epoch = initial_epoch - 1
         self._resume_from_epoch = None
         callback_list.on_train_begin()
+        if strategy is not None:
+            # After on_train_begin: BackupAndRestore restores on rank 0 only.
+            strategy.broadcast_training_state(self)
         if self._resume_from_epoch is not None:
             initial_epoch = max(initial_epoch, self._resume_from_epoch)
         cache.prepare(x, x_val)
+        chief = strategy is None or strategy.is_chief
         logs: dict[str, float] = {}
         for epoch in range(initial_epoch, epochs):
+            if strategy is not None:
+                strategy.spread_layer_states(self)
             callback_list.on_epoch_begin(epoch)
             logs = self._train_epoch(
-                x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs
+                x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs, strategy
             )
             if x_val is not None:
                 val_start, val_features = cache.validation_inputs()
-                val_logs = self._evaluate_arrays(val_features, y_val, batch_size, val_start)
+                val_logs = self._evaluate_arrays(
+                    val_features, y_val, batch_size, val_start, strategy
+                )
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             self._epochs_done += 1
             self._last_epoch = epoch
             callback_list.on_epoch_end(epoch, logs)
-            if verbose == 2:
+            if verbose == 2 and chief:
                 print(
                     f"Epoch {epoch + 1}/{epochs} - "
                     + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
                 )
+            if strategy is not None:  # one rank's callback stopping stops every rank
+                self.stop_training = strategy.any(self.stop_training)
             if self.stop_training:
                 break
         callback_list.on_train_end(logs)
@@ -292,7 +412,17 @@ class Trainer:
         return history
 
     def _train_epoch(
-        self, x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs
+        self,
+        x,
+        y,
+        batch_size,
+        shuffle,
+        cache,
+        callback_list,
+        verbose,
+        epoch,
+        epochs,
+        strategy: distributed.MPI | None = None,
     ) -> dict[str, float]:
         n = len(x)
         order = self._shuffle_rng.permutation(n) if shuffle else None
@@ -300,16 +430,21 @@ class Trainer:
             metric.reset_state()
         total_loss, seen = 0.0, 0
         steps = math.ceil(n / batch_size)
+        chief = strategy is None or strategy.is_chief
         bar = tqdm(
             total=steps,
             desc=f"Epoch {epoch + 1}/{epochs}",
             unit="step",
-            disable=verbose != 1,
+            disable=verbose != 1 or not chief,
             leave=True,
             dynamic_ncols=True,
         )
         last_postfix = time.monotonic()
         wants_batch = callback_list.wants_batch_hooks
+        # Distributed without batch callbacks, the running figures exist only per rank:
+        # the bar shows the summed ones at the end of the epoch rather than reduce them
+        # at every step (ranks must make the same collective calls; timers differ).
+        live_postfix = verbose == 1 and (strategy is None or wants_batch)
         x_buffers: dict[int, np.ndarray] = {}
         y_buffers: dict[int, np.ndarray] = {}
         logs: dict[str, float] = {}
@@ -319,11 +454,15 @@ class Trainer:
                     callback_list.on_train_batch_begin(step)
                 start_layer, features = cache.training_inputs()
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
+                batch_rows = hi - lo
+                if strategy is not None:  # this rank's share of the global batch
+                    first, last = strategy.shard(batch_rows)
+                    lo, hi = lo + first, lo + last
+                rows = hi - lo
                 if order is None:
                     xb, yb = features[lo:hi], y[lo:hi]
                 else:
                     idx = order[lo:hi]
-                    rows = hi - lo
                     xb = x_buffers.get((rows, features.shape[1:], id(features)))
                     if xb is None:
                         x_buffers.clear()
@@ -334,41 +473,72 @@ class Trainer:
                     yb = y_buffers[rows]
                     np.take(features, idx, axis=0, out=xb)
                     np.take(y, idx, axis=0, out=yb)
-                value, out = self._step(xb, yb, start_layer)
-                rows = hi - lo
+                if strategy is None:
+                    value, out = self._step(xb, yb, start_layer)
+                else:
+                    value = 0.0
+                    if rows:
+                        value, out = self._step(
+                            xb, yb, start_layer, update=False, scale=rows / batch_rows
+                        )
+                    self._reduce_and_apply(strategy, start_layer, rows)
                 total_loss += value * rows
                 seen += rows
-                for metric in self._metrics:
-                    metric.update_state(yb, out)
-                if not math.isfinite(value) and not self._nan_warned:
+                if rows:
+                    for metric in self._metrics:
+                        metric.update_state(yb, out)
+                if not math.isfinite(value) and not self._nan_warned and chief:
                     self._nan_warned = True
                     warnings.warn(
                         f"The loss became {value} at epoch {epoch + 1}, step {step + 1}. "
                         "Add lk.callbacks.TerminateOnNaN() to stop training when it does.",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=4,
                     )
                 bar.update(1)
-                if wants_batch or (verbose == 1 and time.monotonic() - last_postfix > 0.25):
-                    logs = self._logs(total_loss, seen)
+                if wants_batch or (live_postfix and time.monotonic() - last_postfix > 0.25):
+                    logs = self._logs(total_loss, seen, strategy)
                     if wants_batch:
                         callback_list.on_train_batch_end(step, logs)
-                    if verbose == 1:
+                        if strategy is not None:
+                            self.stop_training = strategy.any(self.stop_training)
+                    if live_postfix and chief:
                         bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
                         last_postfix = time.monotonic()
                 if self.stop_training:
                     break
-            logs = self._logs(total_loss, seen)
+            logs = self._logs(total_loss, seen, strategy, keep=True)
             if verbose == 1:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
         finally:
             bar.close()
         return logs
 
-    def _logs(self, total_loss: float, seen: int) -> dict[str, float]:
-        logs = {"loss": total_loss / max(seen, 1)}
-        for metric in self._metrics:
+    def _logs(
+        self,
+        total_loss: float,
+        seen: int,
+        strategy: distributed.MPI | None = None,
+        keep: bool = False,
+    ) -> dict[str, float]:
+        """The mean loss and the metrics so far; with ``strategy``, of all ranks together:
+        one Allreduce of (loss x rows, rows, each metric's total and count). ``keep``
+        leaves the summed totals in the metrics (at the end of an epoch)."""
+        if strategy is None:
+            logs = {"loss": total_loss / max(seen, 1)}
+            for metric in self._metrics:
+                logs[metric.name] = metric.result()
+            return logs
+        local = [(m._total, m._count) for m in self._metrics]
+        sums = strategy.sum(
+            np.array([total_loss, seen, *(v for pair in local for v in pair)], np.float64)
+        )
+        logs = {"loss": float(sums[0]) / max(float(sums[1]), 1.0)}
+        for i, metric in enumerate(self._metrics):
+            metric._total, metric._count = float(sums[2 + 2 * i]), int(sums[3 + 2 * i])
             logs[metric.name] = metric.result()
+            if not keep:
+                metric._total, metric._count = local[i]
         return logs
 
     def evaluate(
@@ -378,26 +548,51 @@ class Trainer:
         batch_size: int | None = None,
         verbose: str | int = 0,
         return_dict: bool = False,
+        distribute: distributed.MPI | None = None,
     ):
         """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
-        or a dict with ``return_dict=True``. Dropout is inactive."""
-        self._require_compiled("evaluate")
-        batch_size = check_batch_size(batch_size)
-        check_verbose(verbose)
-        x, y = self._prepare_xy(x, y)
-        logs = self._evaluate_arrays(x, y, batch_size, 0)
+        or a dict with ``return_dict=True``. Dropout is inactive.
+
+        With ``distribute=lk.distributed.MPI()``, each rank evaluates a contiguous share
+        of ``x`` (the remainder rule of ``fit``) in batches of ``batch_size``, and every
+        rank returns the figures of the whole set.
+
+        Example:
+            >>> loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024)
+        """
+        strategy = distributed.check_distribute(distribute)
+        guard = strategy.guard("evaluate") if strategy is not None else contextlib.nullcontext()
+        previous, self.distribute = self.distribute, strategy
+        try:
+            with guard:
+                self._require_compiled("evaluate")
+                batch_size = check_batch_size(batch_size)
+                check_verbose(verbose)
+                x, y = self._prepare_xy(x, y)
+                if strategy is not None:
+                    strategy.check_same(
+                        "evaluate", samples=len(x), sample_shape=x.shape[1:], batch=batch_size
+                    )
+                logs = self._evaluate_arrays(x, y, batch_size, 0, strategy)
+        finally:
+            self.distribute = previous
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def _evaluate_arrays(self, x, y, batch_size: int, start: int) -> dict[str, float]:
+    def _evaluate_arrays(
+        self, x, y, batch_size: int, start: int, strategy: distributed.MPI | None = None
+    ) -> dict[str, float]:
         _, _, fused = self._plan(start)
         loss = fused if fused is not None else self.loss
         layers = self._stack
         last = layers[-1]
         for metric in self._metrics:
             metric.reset_state()
+        if strategy is not None:  # this rank's contiguous share
+            first, stop = strategy.shard(len(x))
+            x, y = x[first:stop], y[first:stop]
         total = 0.0
         for lo in range(0, len(x), batch_size):
             h = x[lo : lo + batch_size]
@@ -415,7 +610,7 @@ class Trainer:
                     out = last.activation(out)
                 for metric in self._metrics:
                     metric.update_state(yb, out)
-        return self._logs(total, len(x))
+        return self._logs(total, len(x), strategy, keep=True)
 
     def predict(self, x, batch_size: int | None = None, verbose: str | int = 0) -> np.ndarray:
         """Returns the model's outputs for ``x`` (a new float array). Dropout is inactive."""

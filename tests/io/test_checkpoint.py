@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import layerkit as lk
+from layerkit.io.checkpoint import seal
 
 REPO_ROOT = Path(lk.__file__).resolve().parents[1]
 
@@ -384,6 +385,8 @@ def _edit_attr_json(path: str, key: str, edit) -> None:
         value = json.loads(f.attrs[key])
         f.attrs[key] = json.dumps(edit(value))
 
+    seal(path)  # re-sealed, as a deliberate attacker would
+
 
 def test_unknown_layer_class_is_refused(tmp_path):
     path = _save_reference(tmp_path)
@@ -402,6 +405,7 @@ def test_newer_format_version_is_refused(tmp_path):
     path = _save_reference(tmp_path)
     with h5py.File(path, "r+") as f:
         f.attrs["format_version"] = 99
+    seal(path)  # re-sealed, as a deliberate attacker would
     with pytest.raises(lk.io.FormatError, match="99") as info:
         lk.load_model(path)
     assert path in str(info.value)
@@ -431,6 +435,7 @@ def test_links_in_place_of_weights_are_refused(tmp_path, where, loader):
             f["stash/kernel"] = np.full((20, 16), 7.0, np.float32)
             del f["weights/hidden1/kernel"]
             f["weights/hidden1/kernel"] = h5py.SoftLink("/stash/kernel")
+    seal(path)  # re-sealed, as a deliberate attacker would
     with pytest.raises(lk.io.FormatError, match="link") as info:
         loader(path)
     assert path in str(info.value)
@@ -448,6 +453,7 @@ def test_external_link_in_optimizer_state_is_refused(tmp_path, link_at):
     with h5py.File(path, "r+") as f:
         del f[link_at]
         f[link_at] = h5py.ExternalLink(str(other), "/" + link_at)
+    seal(path)  # re-sealed, as a deliberate attacker would
     with pytest.raises(lk.io.FormatError, match="link") as info:
         lk.load_model(path)
     assert path in str(info.value)

@@ -19,9 +19,9 @@ import os
 import re
 import resource
 import signal
+import tempfile
 import time
 import traceback
-import tracemalloc
 import types
 import warnings
 from collections import Counter, defaultdict
@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import hypothesis.configuration
 import numpy as np
 import pytest
 
@@ -36,6 +37,13 @@ import layerkit as lk
 from layerkit.io.crc32c import crc32c, mask
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "keras"
+
+# Hypothesis writes caches to ./.hypothesis, some of them while test modules are being
+# collected; every example database is off (``database=None``) and the caches go to the
+# temporary folder, so a run leaves the checkout as it found it.
+hypothesis.configuration.set_hypothesis_home_dir(
+    Path(tempfile.gettempdir()) / f"layerkit-reliability-hypothesis-{os.getuid()}"
+)
 
 # Exceptions a caller may be told to expect: FormatError is a ValueError, and
 # FileNotFoundError, PermissionError, IsADirectoryError are OSErrors.
@@ -172,7 +180,9 @@ def pytest_terminal_summary(terminalreporter):
     summary = _summary()
     terminalreporter.write_sep("-", "reliability: examples tried per category")
     for category, total in summary["per_category_totals"].items():
-        outcomes = ", ".join(f"{o}={n}" for o, n in summary["per_category_outcomes"][category].items())
+        outcomes = ", ".join(
+            f"{o}={n}" for o, n in summary["per_category_outcomes"][category].items()
+        )
         terminalreporter.write_line(f"{category:<40} {total:>6}  ({outcomes})")
     terminalreporter.write_line(f"{'total':<40} {summary['total_examples']:>6}")
 
@@ -270,13 +280,15 @@ def assert_unchanged(model: lk.Sequential, before: dict[str, Any], context: str 
     after = snapshot(model)
     where = f" after {context}" if context else ""
     for key in ("built", "input_shape", "output_shape", "layers", "weight_names"):
-        assert after[key] == before[key], f"model {key} changed{where}: {before[key]} -> {after[key]}"
+        assert after[key] == before[key], (
+            f"model {key} changed{where}: {before[key]} -> {after[key]}"
+        )
     assert after["iterations"] == before["iterations"], f"optimizer.iterations changed{where}"
     assert after["epochs_done"] == before["epochs_done"], f"epochs done changed{where}"
     assert after["compiled"] == before["compiled"], f"compiled flag changed{where}"
     assert len(after["weights"]) == len(before["weights"])
     for name, a, b in zip(before["weight_names"], after["weights"], before["weights"]):
-        assert a.dtype == b.dtype and a.shape == b.shape, f"weight {name} reshaped{where}"
+        assert (a.dtype, a.shape) == (b.dtype, b.shape), f"weight {name} reshaped{where}"
         assert np.array_equal(a, b, equal_nan=True), f"weight {name} changed{where}"
     if before["slots"] is not None:
         assert sorted(after["slots"]) == sorted(before["slots"]), f"optimizer slots changed{where}"
@@ -337,13 +349,37 @@ def _address_space() -> int:
         return int(f.read().split()[0]) * resource.getpagesize()
 
 
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Resets the process's peak resident size (Linux >= 4.0); False if it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return _status_kib("VmHWM") is not None
+
+
 @contextlib.contextmanager
 def memory_guard(extra_bytes: int = 512 << 20) -> Iterator[dict[str, int]]:
-    """Caps the address space at its current size plus ``extra_bytes`` (so a reader
-    that tries to allocate gigabytes gets a MemoryError at once instead of filling the
-    machine), and traces Python-visible allocations (numpy's included). The yielded
-    dict gets ``peak`` (bytes) when the block ends."""
-    stats: dict[str, int] = {}
+    """Caps the address space at its current size plus ``extra_bytes``, so that a
+    reader trying to allocate gigabytes fails at once instead of filling the machine,
+    and measures how much the resident memory grew at its peak inside the block
+    (``stats["peak"]``, bytes; 0 where /proc cannot tell).
+
+    Resident memory, not tracemalloc: numpy reports even allocations that fail to
+    tracemalloc, and a lazily allocated, never touched array costs nothing."""
+    stats: dict[str, int] = {"peak": 0}
     limit_set = False
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if os.path.exists("/proc/self/statm"):
@@ -351,14 +387,15 @@ def memory_guard(extra_bytes: int = 512 << 20) -> Iterator[dict[str, int]]:
         if hard == resource.RLIM_INFINITY or wanted < hard:
             resource.setrlimit(resource.RLIMIT_AS, (wanted, hard))
             limit_set = True
-    tracemalloc.start()
+    measured = _reset_peak_rss()
+    baseline = _status_kib("VmRSS") if measured else None
     try:
         yield stats
     finally:
-        stats["peak"] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
         if limit_set:
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+        if baseline is not None:
+            stats["peak"] = max(0, (_status_kib("VmHWM") or 0) - baseline) * 1024
 
 
 # --------------------------------------------------------------------------------------
@@ -459,10 +496,15 @@ def write_tf1_checkpoint(
 # --------------------------------------------------------------------------------------
 
 
+class _Helpers(types.SimpleNamespace):
+    def __repr__(self) -> str:  # keeps hypothesis's falsifying-example reports short
+        return "rel"
+
+
 @pytest.fixture(scope="session")
 def rel() -> types.SimpleNamespace:
     """Helpers shared by the reliability tests."""
-    return types.SimpleNamespace(
+    return _Helpers(
         FIXTURES=FIXTURES,
         DOCUMENTED=DOCUMENTED,
         record=record,
