@@ -175,3 +175,77 @@ def read_dataset(ds: Any, path: PathLike, file_size: int) -> np.ndarray:
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
     return array
+
+
+# --- isolation ---------------------------------------------------------------------------
+# A read may take 10 s plus 1 s per 50 MB before it counts as hung.
+ISOLATION_BASE_S = 10.0
+ISOLATION_BYTES_PER_S = 50 << 20
+
+
+def read_isolated(path: PathLike, read: Callable[[PathLike], list], timeout: float | None = None):
+    """Runs ``read(path)`` (a reader of StoredLayers) in a forked child process.
+
+    libhdf5 is C code: a damaged file from a stranger can make it crash or loop forever,
+    which no Python ``try`` can catch. In a child, a crash or a hang becomes a clean
+    FormatError here; the child hands its arrays back through a temporary ``.npz``
+    (read with ``allow_pickle=False``) and the names through JSON.
+    """
+    import json
+    import tempfile
+    import time
+
+    from .stored import StoredLayer
+
+    if not hasattr(os, "fork"):
+        return read(path)
+    if timeout is None:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        timeout = ISOLATION_BASE_S + size / ISOLATION_BYTES_PER_S
+    with tempfile.TemporaryDirectory(prefix="layerkit-read-") as folder:
+        arrays_file, meta_file = os.path.join(folder, "a.npz"), os.path.join(folder, "m.json")
+        pid = os.fork()
+        if pid == 0:  # the child: read, write the results, leave without cleanup
+            code = 0
+            try:
+                layers = read(path)
+                arrays = {f"{i}:{k}": v for i, s in enumerate(layers) for k, v in s.weights.items()}
+                np.savez(arrays_file, **arrays)
+                meta = [[s.name, s.class_name, list(s.weights)] for s in layers]
+                with open(meta_file, "w") as f:
+                    json.dump({"layers": meta}, f)
+            except BaseException as error:  # reported to the parent, which raises it
+                with open(meta_file, "w") as f:
+                    json.dump({"error": type(error).__name__, "message": str(error)}, f)
+                code = 3
+            os._exit(code)
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                raise FormatError(
+                    f"{os.fspath(path)}: reading it did not finish in {timeout:.0f} s "
+                    "(a damaged file can make libhdf5 loop); refused."
+                )
+            time.sleep(0.002)
+        if not os.path.exists(meta_file):
+            raise FormatError(
+                f"{os.fspath(path)}: libhdf5 crashed while reading it "
+                f"(exit status {status}); the file is damaged."
+            )
+        with open(meta_file) as f:
+            meta = json.load(f)
+        if "error" in meta:
+            kind = {"FileNotFoundError": FileNotFoundError, "TypeError": TypeError}.get(
+                meta["error"], FormatError
+            )
+            raise kind(meta["message"])
+        with np.load(arrays_file, allow_pickle=False) as arrays:
+            return [
+                StoredLayer(name, {k: arrays[f"{i}:{k}"] for k in keys}, class_name=cls)
+                for i, (name, cls, keys) in enumerate(meta["layers"])
+            ]

@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable
 
 from .checkpoint import is_layerkit_checkpoint, read_layerkit_layers, weight_mismatch
+from .safe_hdf5 import read_isolated
 from .stored import StoredLayer
 
 LayerSelection = str | Iterable[str] | None
@@ -33,7 +34,9 @@ def read_any(path: str | os.PathLike) -> list[StoredLayer]:
     kind = keras_files.detect_format(path)
     if kind == "tf1_checkpoint":
         return tf1_checkpoint.read_tf1_checkpoint(path)
-    return keras_files.read_keras_weights(path)
+    # Files from other frameworks are parsed in a child process: libhdf5 can crash or
+    # hang on a damaged file, and that must not take the user's process with it.
+    return read_isolated(path, keras_files.read_keras_weights)
 
 
 def select(stored: list[StoredLayer], layers: LayerSelection, path: str) -> list[StoredLayer]:

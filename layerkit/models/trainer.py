@@ -108,7 +108,6 @@ class Trainer:
         self._metrics = []
         if self.compiled and self.built:
             self._resolve_metrics()
-            self.optimizer.build(self.weights)
 
     # --- the step -------------------------------------------------------------------
     def _plan(self, start: int) -> tuple:
@@ -216,11 +215,21 @@ class Trainer:
         return as_inputs(x, argument, self.input_shape)
 
     def _prepare_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        x = self._prepare_x(x)
+        """Validates x and y; a model built here is unbuilt again if they are refused."""
         if y is None:
             raise TypeError("Expected targets y. Received: y=None")
-        y = self.loss.check_targets(y, self.output_shape)
-        check_same_length(x, y)
+        was_built = self.built
+        x = self._prepare_x(x)
+        try:
+            # Lengths first: cheap, and it spares scanning a huge y that cannot fit anyway.
+            if (isinstance(y, np.ndarray) and y.ndim > 0) or isinstance(y, (list, tuple)):
+                check_same_length(x, y)
+            y = self.loss.check_targets(y, self.output_shape)
+            check_same_length(x, y)
+        except BaseException:
+            if not was_built:
+                self.unbuild()
+            raise
         self._resolve_metrics()
         return x, y
 
@@ -332,7 +341,9 @@ class Trainer:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("Expected validation_data=(x_val, y_val).")
             x_val = as_inputs(validation_data[0], "validation_data[0]", self.input_shape)
-            y_val = self.loss.check_targets(validation_data[1], self.output_shape)
+            y_val = self.loss.check_targets(
+                validation_data[1], self.output_shape, "validation_data[1]"
+            )
             check_same_length(x_val, y_val, "validation_data[0]", "validation_data[1]")
         elif validation_split:
             split = int(len(x) * (1.0 - validation_split))
@@ -385,9 +396,21 @@ class Trainer:
             if strategy is not None:
                 strategy.spread_layer_states(self)
             callback_list.on_epoch_begin(epoch)
-            logs = self._train_epoch(
-                x, y, batch_size, shuffle, cache, callback_list, verbose, epoch, epochs, strategy
-            )
+            # A diverging run overflows: fit reports that once, as a NaN loss (below),
+            # instead of numpy warning at every product.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                logs = self._train_epoch(
+                    x,
+                    y,
+                    batch_size,
+                    shuffle,
+                    cache,
+                    callback_list,
+                    verbose,
+                    epoch,
+                    epochs,
+                    strategy,
+                )
             if x_val is not None:
                 val_start, val_features = cache.validation_inputs()
                 val_logs = self._evaluate_arrays(

@@ -1,0 +1,99 @@
+"""Fixtures that launch ``mpiexec``: these tests need the ``mpi`` extra and never skip.
+
+CI installs it (``pip install -e ".[test,mpi]"``), so a missing mpi4py or ``mpiexec`` is a
+broken set-up, reported as a failure that says what to install.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from types import ModuleType
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WORKER = os.path.join(HERE, "mpi_worker.py")
+INSTALL = 'pip install -e ".[test,mpi]"'
+
+
+@dataclasses.dataclass
+class Launch:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def find_mpiexec() -> str | None:
+    """``mpiexec`` next to this Python first (the mpich wheel puts it in the venv's bin),
+    then on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("mpiexec")
+
+
+@pytest.fixture(scope="session")
+def mpiexec() -> str:
+    if importlib.util.find_spec("mpi4py") is None:
+        pytest.fail(f"mpi4py is not installed; the distributed tests need it: {INSTALL}")
+    path = find_mpiexec()
+    if path is None:
+        pytest.fail(f"No mpiexec next to {sys.executable} or on PATH: {INSTALL}")
+    return path
+
+
+@pytest.fixture
+def run_mpi(mpiexec) -> Callable[..., Launch]:
+    """``run_mpi(ranks, mode, directory, timeout=120)`` runs ``mpi_worker.py MODE DIR`` on
+    ``ranks`` ranks and returns its exit status, output and wall time."""
+
+    def run(ranks: int, mode: str, directory, timeout: float = 120) -> Launch:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+        # One BLAS thread per rank: 3 ranks on 2 cores, each with a thread per core, are
+        # an order of magnitude slower. Set here, for these commands only.
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        command = [mpiexec, "-n", str(ranks), sys.executable, WORKER, mode, str(directory)]
+        start = time.monotonic()
+        # A session of its own, so that a hung job is killed whole (mpiexec, its proxies
+        # and every rank), not just mpiexec.
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=directory,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(
+                f"mpiexec -n {ranks} ({mode}) still ran after {timeout} s: a rank is waiting "
+                f"forever.\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
+            )
+        return Launch(process.returncode, stdout, stderr, time.monotonic() - start)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def worker() -> ModuleType:
+    """``mpi_worker.py`` imported in this process, for single-process reference runs."""
+    spec = importlib.util.spec_from_file_location("layerkit_mpi_worker", WORKER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,0 +1,234 @@
+"""The program that tests/distributed runs under ``mpiexec``: ``python mpi_worker.py MODE DIR``.
+
+Each mode trains small models with ``distribute=lk.distributed.MPI()`` and pickles what
+every rank ends with to ``DIR/<name>-rank<r>.pkl``; the tests compare those files with a
+single-process run of the same :func:`train` (imported from this file, in the test
+process) and with one another. No mode uses Dropout where the numbers are compared with
+one process: its masks are drawn per rank.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+
+import numpy as np
+
+import layerkit as lk
+
+# name -> how to train. Sizes are chosen so batches do not divide evenly among 2 or 3
+# ranks and the last batch is partial; "tiny_batches" leaves some ranks without rows.
+CONFIGS = {
+    # Adam, 201 samples in batches of 50 (50 = 17 + 17 + 16 on 3 ranks, last batch of 1),
+    # validation data, accuracy, and a batch callback (per-step reduced logs).
+    "adam_uneven": dict(
+        n=201, classes=4, batch=50, epochs=3, optimizer="adam", batch_logs=True, validation=True
+    ),
+    # SGD with momentum and global clipping that binds at about half the steps (it must
+    # see the summed gradient), a frozen first layer served from the frozen-output cache,
+    # regression, no shuffling.
+    "sgd_frozen_cache": dict(
+        n=100, classes=None, batch=16, epochs=3, optimizer="sgd_clip", shuffle=False, freeze=True
+    ),
+    # Batches of 2 on 3 ranks: one rank never has rows; 9 samples leave a batch of 1.
+    # Plain SGD: unlike Adam or clipping, it shows any error in the gradient's scale.
+    "tiny_batches": dict(n=9, classes=3, batch=2, epochs=2, optimizer="sgd"),
+    # Trained a little alone first; then rank 1 has other automatic layer names and an
+    # optimizer state laid out (and counted) differently: fit must start it from rank 0's.
+    "skewed_rank_1": dict(n=64, classes=3, batch=16, epochs=2, optimizer="adam", skew=True),
+}
+
+
+def make_data(n: int, classes: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 12)).astype("float32")
+    if classes is None:
+        return x, (x[:, :3] @ rng.normal(size=(3, 2))).astype("float32")
+    return x, rng.integers(0, classes, n)
+
+
+def build(classes: int | None, dropout: float = 0.0) -> lk.Sequential:
+    layers = [lk.layers.Input((12,)), lk.layers.Dense(16, activation="relu", name="hidden1")]
+    if dropout:
+        layers.append(lk.layers.Dropout(dropout, name="dropout"))
+    layers += [
+        lk.layers.Dense(8, activation="tanh"),  # automatic names: "dense", "dense_1"...
+        lk.layers.Dense(classes or 2),
+    ]
+    return lk.Sequential(layers)
+
+
+def optimizer(name: str) -> lk.optim.Optimizer:
+    if name == "sgd_clip":
+        return lk.optim.SGD(0.05, momentum=0.9, global_clipnorm=2.5)
+    if name == "sgd":
+        return lk.optim.SGD(0.1)
+    return lk.optim.get(name)
+
+
+def train(name: str, strategy) -> dict:
+    """Trains configuration ``name``; returns weights, history, batch losses, evaluation."""
+    config = CONFIGS[name]
+    lk.utils.clear_session()
+    lk.utils.set_random_seed(0)
+    classes = config["classes"]
+    x, y = make_data(config["n"], classes, seed=5)
+    x_val, y_val = make_data(37, classes, seed=6)
+    skewed = config.get("skew") and strategy is not None and strategy.rank == 1
+    if skewed:
+        lk.layers.Dense(3)  # takes an automatic name: this rank's layers are named otherwise
+    model = build(classes)
+    if classes is None:
+        loss, metrics = "mse", ["mae"]
+    else:
+        loss, metrics = lk.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
+    model.compile(optimizer=optimizer(config["optimizer"]), loss=loss, metrics=metrics)
+    if config.get("freeze"):
+        model.freeze("hidden1")
+    if config.get("skew"):
+        model.fit(x[:32], y[:32], batch_size=8, verbose=0)  # alone, on every rank
+    if skewed:
+        opt = model.optimizer  # rebuilt in two blocks, with another step count
+        for table in (opt._slots, opt._slot_blocks, opt._slot_place, opt._plans):
+            table.clear()
+        opt._last_plan = (None, None)
+        opt.build(model.weights[:2])
+        opt.build(model.weights)
+        opt.iterations = 99
+    batch_losses: list[float] = []
+    callbacks = []
+    if config.get("batch_logs"):
+        callbacks.append(
+            lk.callbacks.LambdaCallback(
+                on_train_batch_end=lambda batch, logs: batch_losses.append(logs["loss"])
+            )
+        )
+    history = model.fit(
+        x,
+        y,
+        batch_size=config["batch"],
+        epochs=config["epochs"],
+        shuffle=config.get("shuffle", True),
+        validation_data=(x_val, y_val) if config.get("validation") else None,
+        validation_split=0.0 if config.get("validation") else 0.2,
+        cache_frozen=True if config.get("freeze") else "auto",
+        callbacks=callbacks,
+        verbose=0,
+        distribute=strategy,
+    )
+    evaluation = model.evaluate(x_val, y_val, batch_size=7, return_dict=True, distribute=strategy)
+    return {
+        "weights": model.get_weights(),
+        "history": history.history,
+        "batch_losses": batch_losses,
+        "evaluate": evaluation,
+    }
+
+
+def dump(directory: str, name: str, rank: int, result) -> None:
+    with open(os.path.join(directory, f"{name}-rank{rank}.pkl"), "wb") as f:
+        pickle.dump(result, f)
+
+
+# --- modes -------------------------------------------------------------------------------
+def equivalence(strategy, directory: str) -> None:
+    results = {name: train(name, strategy) for name in CONFIGS}
+    try:
+        lk.distributed.MPI(comm="world")
+    except TypeError as error:
+        results["comm_error"] = str(error)
+    dump(directory, "equivalence", strategy.rank, results)
+
+
+def checkpointed_model() -> tuple[lk.Sequential, np.ndarray, np.ndarray]:
+    lk.utils.clear_session()
+    lk.utils.set_random_seed(1)
+    x, y = make_data(90, 3, seed=7)
+    model = build(3, dropout=0.2)  # a resumed run must repeat the same masks on each rank
+    model.compile(
+        optimizer="adam",
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model, x, y
+
+
+class CrashAt(lk.callbacks.Callback):
+    """Raises on one rank at the end of one epoch (after the backup of that epoch)."""
+
+    def __init__(self, rank: int, epoch: int) -> None:
+        super().__init__()
+        self.rank, self.epoch = rank, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.distribute.rank == self.rank and epoch == self.epoch:
+            raise RuntimeError(f"simulated failure on rank {self.rank} at epoch {epoch}")
+
+
+def checkpoints(strategy, directory: str, crash: bool = False) -> None:
+    """Four epochs with ModelCheckpoint, CSVLogger and BackupAndRestore; each rank works in
+    its own folder, so a file written by any rank but 0 shows up. With ``crash``, rank 1
+    fails at the end of epoch 1; running again resumes from rank 0's backup."""
+    home = os.path.join(directory, f"rank{strategy.rank}")
+    os.makedirs(home, exist_ok=True)
+    os.chdir(home)
+    model, x, y = checkpointed_model()
+    callbacks = [
+        lk.callbacks.BackupAndRestore("backup"),
+        lk.callbacks.ModelCheckpoint("ckpt-{epoch}.h5", monitor="loss"),
+        lk.callbacks.CSVLogger("log.csv", append=True),
+    ]
+    if crash:
+        callbacks.append(CrashAt(rank=1, epoch=1))
+    history = model.fit(
+        x, y, batch_size=16, epochs=4, callbacks=callbacks, verbose=0, distribute=strategy
+    )
+    result = {"weights": model.get_weights(), "history": history.history}
+    # A callback that stops only on rank 1 must stop every rank at the same epoch.
+    stopper = lk.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: setattr(
+            model, "stop_training", strategy.rank == 1 and epoch == 1
+        )
+    )
+    again = model.fit(x, y, batch_size=16, epochs=5, callbacks=[stopper], distribute=strategy)
+    result["stopped_after"] = len(again.epoch)
+    dump(directory, "checkpoints", strategy.rank, result)
+
+
+def fail(strategy, how: str) -> None:
+    """Breaks one rank in the middle of an epoch: ``raise``, ``kill`` or ``mismatch``."""
+    lk.utils.set_random_seed(0)
+    x, y = make_data(3000, 3, seed=8)
+    if how == "mismatch" and strategy.rank == 1:
+        x, y = x[:-1], y[:-1]  # different data on one rank: refused before training
+    model = build(3)
+    model.compile(optimizer="adam", loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+    def on_batch_end(batch, logs):
+        if batch == 3 and strategy.rank == strategy.size - 1:
+            if how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise ValueError(f"simulated error on rank {strategy.rank} at batch {batch}")
+
+    callback = lk.callbacks.LambdaCallback(on_train_batch_end=on_batch_end)
+    model.fit(x, y, batch_size=8, epochs=50, callbacks=[callback], distribute=strategy)
+    print(f"rank {strategy.rank} finished training", flush=True)  # must never be reached
+
+
+def main() -> None:
+    mode, directory = sys.argv[1], os.path.abspath(sys.argv[2])
+    strategy = lk.distributed.MPI()
+    if mode == "equivalence":
+        equivalence(strategy, directory)
+    elif mode in ("checkpoints", "interrupted", "resumed"):
+        checkpoints(strategy, directory, crash=mode == "interrupted")
+    elif mode in ("raise", "kill", "mismatch"):
+        fail(strategy, mode)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Data-parallel training over MPI: N ranks end where one process ends.
+
+Each test launches ``mpiexec`` on ``mpi_worker.py`` (2 or 3 ranks; oversubscribing two
+cores is fine) and compares what the ranks wrote with a single-process run, or checks how
+the job ends when one rank fails.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import layerkit as lk
+
+
+def load(directory, name: str, ranks: int) -> list:
+    out = []
+    for rank in range(ranks):
+        with open(os.path.join(directory, f"{name}-rank{rank}.pkl"), "rb") as f:
+            out.append(pickle.load(f))
+    return out
+
+
+def assert_ok(launch) -> None:
+    assert launch.returncode == 0, f"mpiexec failed ({launch.returncode}):\n{launch.stderr}"
+
+
+# --- without mpiexec ----------------------------------------------------------------------
+def test_import_layerkit_does_not_import_mpi4py():
+    code = "import sys, layerkit as lk; lk.distributed.shard_bounds; print('mpi4py' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_mpi_without_mpi4py_says_what_to_install():
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"  # as if it were not installed
+        "import layerkit as lk\n"
+        "try:\n    lk.distributed.MPI()\nexcept ImportError as error:\n    print(error)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert 'pip install "layerkit[mpi]"' in done.stdout
+
+
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+def test_distribute_of_the_wrong_type_is_refused(method, fresh_session):
+    model = lk.Sequential([lk.layers.Dense(2, input_dim=3)])
+    model.compile(loss="mse")
+    x, y = np.zeros((4, 3), "float32"), np.zeros((4, 2), "float32")
+    with pytest.raises(TypeError, match=r"distribute=None or an lk.distributed.MPI\(\).*'mpi'"):
+        getattr(model, method)(x, y, distribute="mpi")
+    assert model.distribute is None
+
+
+@pytest.mark.parametrize("rows", [0, 1, 2, 50, 64, 101])
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_shard_bounds_follow_the_remainder_rule(rows, size):
+    bounds = [lk.distributed.shard_bounds(rows, size, rank) for rank in range(size)]
+    assert bounds[0][0] == 0
+    assert bounds[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # contiguous, rank order
+    counts = [stop - start for start, stop in bounds]
+    # the first rows % size ranks take one more row
+    assert counts == [rows // size + (rank < rows % size) for rank in range(size)]
+
+
+def test_shard_bounds_refuse_a_rank_outside_the_job():
+    with pytest.raises(ValueError, match="rank=3"):
+        lk.distributed.shard_bounds(10, 3, 3)
+
+
+# --- the same numbers ---------------------------------------------------------------------
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+def test_n_ranks_end_with_the_weights_and_logs_of_one_process(ranks, run_mpi, worker, tmp_path):
+    assert_ok(run_mpi(ranks, "equivalence", tmp_path))
+    results = load(tmp_path, "equivalence", ranks)
+    for name in worker.CONFIGS:
+        reference = worker.train(name, None)
+        for rank, result in enumerate(results):
+            got = result[name]
+            # Every rank holds bit-identical weights (one Allreduce result for all).
+            for a, b in zip(got["weights"], results[0][name]["weights"]):
+                np.testing.assert_array_equal(a, b, err_msg=f"{name}: rank {rank} drifted")
+            for a, b in zip(got["weights"], reference["weights"]):
+                np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=name)
+            assert set(got["history"]) == set(reference["history"])
+            for key, values in reference["history"].items():
+                np.testing.assert_allclose(got["history"][key], values, rtol=1e-6, err_msg=key)
+            np.testing.assert_allclose(got["batch_losses"], reference["batch_losses"], rtol=1e-6)
+            assert got["evaluate"].keys() == reference["evaluate"].keys()
+            for key, value in reference["evaluate"].items():
+                assert got["evaluate"][key] == pytest.approx(value, rel=1e-6), (name, key)
+    assert "Received: comm='world' of type str" in results[0]["comm_error"]
+
+
+# --- saving and resuming ------------------------------------------------------------------
+def test_rank_0_alone_saves_and_a_resumed_run_ends_as_an_uninterrupted_one(run_mpi, tmp_path):
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    full.mkdir()
+    broken.mkdir()
+    assert_ok(run_mpi(2, "checkpoints", full))
+    ranks = load(full, "checkpoints", 2)
+    for a, b in zip(ranks[0]["weights"], ranks[1]["weights"]):
+        np.testing.assert_array_equal(a, b)
+    assert ranks[0]["history"] == ranks[1]["history"]
+    # Rank 0 wrote every file, atomically (no temporaries left); rank 1 wrote nothing.
+    assert sorted(os.listdir(full / "rank0")) == [
+        "backup", "ckpt-1.h5", "ckpt-2.h5", "ckpt-3.h5", "ckpt-4.h5", "log.csv"
+    ]  # fmt: skip
+    assert os.listdir(full / "rank0" / "backup") == []  # deleted when fit ended normally
+    assert os.listdir(full / "rank1") == []
+    assert (full / "rank0" / "log.csv").read_text().count("\n") == 1 + 4
+    saved = lk.load_model(full / "rank0" / "ckpt-4.h5").get_weights()
+    for a, b in zip(saved, ranks[0]["weights"]):
+        np.testing.assert_array_equal(a, b)
+    # One rank's callback stopping training stops every rank after the same epoch.
+    assert [r["stopped_after"] for r in ranks] == [2, 2]
+
+    # Rank 1 fails after epoch 2: every rank ends, promptly, and the backup survives.
+    interrupted = run_mpi(2, "interrupted", broken, timeout=60)
+    assert interrupted.returncode != 0
+    assert "simulated failure on rank 1 at epoch 1" in interrupted.stderr
+    assert "rank 1 of 2 raised in fit()" in interrupted.stderr
+    assert interrupted.seconds < 30
+    assert os.listdir(broken / "rank0" / "backup") == ["backup.h5"]
+    assert not (broken / "checkpoints-rank0.pkl").exists()
+
+    # Started again, it resumes from rank 0's backup and ends with the same weights.
+    assert_ok(run_mpi(2, "resumed", broken))
+    resumed = load(broken, "checkpoints", 2)
+    for rank in range(2):
+        for a, b in zip(resumed[rank]["weights"], ranks[0]["weights"]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        for key, values in ranks[0]["history"].items():
+            np.testing.assert_allclose(resumed[rank]["history"][key], values[2:], rtol=1e-6)
+    assert os.listdir(broken / "rank1") == []
+
+
+# --- faults -------------------------------------------------------------------------------
+def test_an_error_on_one_rank_ends_every_rank_promptly(run_mpi, tmp_path):
+    launch = run_mpi(3, "raise", tmp_path, timeout=60)
+    assert launch.returncode != 0
+    assert "ValueError: simulated error on rank 2 at batch 3" in launch.stderr
+    assert "rank 2 of 3 raised in fit()" in launch.stderr
+    assert "finished training" not in launch.stdout
+    assert launch.seconds < 30
+
+
+def test_a_killed_rank_ends_the_job(run_mpi, tmp_path):
+    # MPICH's mpiexec sees a rank die by a signal and kills the others ("BAD TERMINATION").
+    launch = run_mpi(3, "kill", tmp_path, timeout=60)
+    assert launch.returncode != 0
+    assert "finished training" not in launch.stdout
+    assert launch.seconds < 30
+
+
+def test_ranks_with_different_data_are_refused_before_training(run_mpi, tmp_path):
+    launch = run_mpi(2, "mismatch", tmp_path, timeout=60)
+    assert launch.returncode != 0
+    assert "needs the same samples on every rank" in launch.stderr
+    assert "samples=3000 on rank 0 but 2999 on rank 1" in launch.stderr
+    assert launch.seconds < 30
