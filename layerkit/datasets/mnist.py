@@ -59,6 +59,8 @@ _IMAGE_SIZE = (28, 28)
 _NUM_CLASSES = 10
 _CHUNK = 1 << 20
 _MAX_NPZ_RATIO = 1000  # deflate rarely beats 1000:1 on real images
+# What a damaged .npz can raise while numpy reads it.
+_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
 _GZIP_MAGIC = b"\x1f\x8b"
 # gzip reports damage through several unrelated exception types.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
@@ -277,14 +279,7 @@ def _check_npz_members(path: str) -> None:
                         f"member {info.filename} declares shape {shape} of {dtype}, more than "
                         f"its {info.file_size} bytes"
                     )
-    except (
-        OSError,
-        ValueError,
-        EOFError,
-        zipfile.BadZipFile,
-        zlib.error,
-        NotImplementedError,
-    ) as exc:
+    except _NPZ_ERRORS as exc:
         raise ValueError(f"{path}: not a valid mnist.npz ({exc})") from exc
 
 
@@ -305,14 +300,7 @@ def _load_npz(path: str) -> tuple[Split, Split]:
             )
         try:
             arrays = {key: archive[key] for key in NPZ_KEYS}
-        except (
-            OSError,
-            ValueError,
-            EOFError,
-            zipfile.BadZipFile,
-            zlib.error,
-            NotImplementedError,
-        ) as exc:
+        except _NPZ_ERRORS as exc:
             raise ValueError(f"{path}: cannot read its arrays ({exc})") from exc
     for key in NPZ_KEYS:
         if arrays[key].dtype != np.uint8:
