@@ -72,10 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     inspect_parser.add_argument("path")
     args = parser.parse_args(argv)
     try:
-        print(inspect(args.path))
+        text = inspect(args.path)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    try:
+        print(text)
+    except BrokenPipeError:  # `inspect FILE | head` closing early is not an error
+        sys.stderr.close()
     return 0
 
 
