@@ -24,6 +24,7 @@ import numpy as np
 
 from . import backend
 from .registry import lookup
+from .validation import check_finite, numeric_array, to_float
 
 __all__ = [
     "BinaryCrossentropy",
@@ -63,7 +64,7 @@ class Loss:
             ValueError / TypeError naming ``argument`` (``y``, ``validation_data[1]``...)
             with what was received and what was expected.
         """
-        y = _numeric_array(y_true, argument)
+        y = numeric_array(y_true, argument)
         expected = tuple(output_shape[1:])
         if y.shape[1:] != expected:
             if y.ndim == 1 and expected == (1,):
@@ -74,7 +75,7 @@ class Loss:
                     f"match the model's outputs for loss {self.name!r}. "
                     f"Received: {argument}.shape={y.shape}"
                 )
-        return _as_float_targets(y, argument)
+        return to_float(y, argument)
 
     def fused_with(self, activation_name: str) -> Loss | None:
         """The logits form of this loss when it follows ``activation_name``, else None."""
@@ -85,40 +86,6 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
-
-
-def _numeric_array(values, argument: str) -> np.ndarray:
-    try:
-        array = np.asarray(values)
-    except (ValueError, TypeError) as error:  # ragged nested lists
-        raise ValueError(f"Invalid {argument}: cannot be read as an array ({error})") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"Expected a numeric array for {argument}. Received: {argument} of dtype {array.dtype}"
-        )
-    if array.ndim == 0:
-        raise ValueError(f"Expected {argument} with a batch axis. Received a scalar.")
-    return array
-
-
-def _as_float_targets(y: np.ndarray, argument: str) -> np.ndarray:
-    """Casts targets to the float type, then refuses NaN or infinity (1e300 in float64
-    becomes inf in float32: checked after the cast, not before)."""
-    try:
-        y = y.astype(backend.floatx(), copy=False)
-    except MemoryError:
-        raise ValueError(
-            f"Invalid {argument}: shape {y.shape} does not fit in memory as {backend.floatx()}."
-        ) from None
-    _check_finite(y, argument)
-    return y
-
-
-def _check_finite(y: np.ndarray, argument: str) -> None:
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError(
-            f"Invalid {argument}: it contains NaN or values too large for {backend.floatx()}."
-        )
 
 
 class MeanSquaredError(Loss):
@@ -273,7 +240,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     sparse_targets = True
 
     def check_targets(self, y_true, output_shape, argument="y"):
-        y = _numeric_array(y_true, argument)
+        y = numeric_array(y_true, argument)
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1:
@@ -284,7 +251,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         if y.dtype.kind == "b":
             raise TypeError(f"Expected integer class labels in {argument}. Received booleans.")
         if y.dtype.kind == "f":
-            _check_finite(y, argument)
+            check_finite(y, argument)
             if not np.array_equal(y, np.round(y)):
                 raise ValueError(
                     f"Invalid {argument}: expected integer class labels. "

@@ -10,9 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
-
-_CHUNK_ROWS = 8192  # finite-checks in chunks: no full-size boolean temporary
+from ..validation import numeric_array, to_float
 
 
 def check_int(value: Any, argument: str, minimum: int) -> int:
@@ -35,17 +33,7 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
     """
     if x is None:
         raise TypeError(f"Expected an array for {argument}. Received: {argument}=None")
-    try:
-        array = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    except (ValueError, TypeError) as error:  # ragged nested lists
-        raise ValueError(f"Invalid {argument}: cannot be read as an array ({error})") from None
-    if array.dtype.kind not in "biuf":
-        raise TypeError(
-            f"Expected numeric data for {argument} (ints, floats or bools). "
-            f"Received: {argument} of dtype {array.dtype}"
-        )
-    if array.ndim == 0:
-        raise ValueError(f"Expected an array with a batch axis for {argument}. Received a scalar.")
+    array = numeric_array(x, argument)
     if array.shape[0] == 0 or array.size == 0:
         raise ValueError(
             f"Expected a non-empty {argument}. Received: {argument}.shape={array.shape}"
@@ -64,25 +52,7 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
                 f"Invalid {argument}: expected samples of shape {expected}, "
                 f"received {array.shape[1:]} ({argument}.shape={array.shape})."
             )
-    try:
-        array = np.ascontiguousarray(array, dtype=backend.floatx())
-    except MemoryError:
-        raise ValueError(
-            f"Invalid {argument}: shape {array.shape} does not fit in memory as {backend.floatx()}."
-        ) from None
-    check_finite(array, argument)
-    return array
-
-
-def check_finite(array: np.ndarray, argument: str) -> None:
-    flat = array.reshape(array.shape[0], -1)
-    for start in range(0, flat.shape[0], _CHUNK_ROWS):
-        chunk = flat[start : start + _CHUNK_ROWS]
-        if not np.isfinite(chunk).all():
-            row = start + int(np.argmin(np.isfinite(chunk).all(axis=1)))
-            raise ValueError(
-                f"Invalid {argument}: it contains NaN or infinite values (first in sample {row})."
-            )
+    return to_float(array, argument)
 
 
 def check_same_length(x: np.ndarray, y: np.ndarray, x_name: str = "x", y_name: str = "y") -> None:
