@@ -101,7 +101,7 @@ class SparseCategoricalAccuracy(Metric):
     name = "sparse_categorical_accuracy"
 
     def per_sample_sum(self, y_true, y_pred):
-        hits = y_pred.argmax(axis=-1) == y_true.reshape(-1)
+        hits = y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1])
         return float(np.count_nonzero(hits)), hits.size
 
 

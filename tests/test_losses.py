@@ -118,6 +118,24 @@ def test_sparse_and_one_hot_agree(float64, rng):
         np.testing.assert_allclose(gs, gd, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("from_logits", [True, False])
+def test_sequence_outputs_average_over_every_row(float64, rng, numeric_grad, from_logits):
+    # Outputs of shape (n, steps, classes) take labels of shape (n, steps): the loss is the
+    # mean over all n * steps rows (Keras's sum_over_batch_size), not over the n samples.
+    labels = rng.integers(0, K, size=(N, 2))
+    z = rng.normal(size=(N, 2, K)) if from_logits else _probabilities(rng, (N, 2, K))
+    sparse = losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    dense = losses.CategoricalCrossentropy(from_logits=from_logits)
+    flat = sparse(labels.reshape(-1), z.reshape(-1, K))
+    assert sparse(labels, z) == pytest.approx(flat, rel=1e-12)
+    assert sparse(labels[..., None], z) == pytest.approx(flat, rel=1e-12)
+    assert dense(np.eye(K)[labels], z) == pytest.approx(flat, rel=1e-12)
+    _check_grad(sparse, labels, z, numeric_grad)
+    _check_grad(dense, np.eye(K)[labels], z, numeric_grad)
+    with pytest.raises(ValueError, match=r"shape \(n, 2\).*y.shape=\(4,\)"):
+        sparse.check_targets(labels[:, 0], z.shape)
+
+
 def test_logits_and_probabilities_agree(float64, rng):
     z = rng.normal(size=(N, K))
     p = lk.activations.softmax(z)

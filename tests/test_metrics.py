@@ -97,6 +97,23 @@ def test_model_accuracy_matches_numpy(fresh_session, rng):
     assert model.metrics_names == ["loss", "accuracy"]
 
 
+def test_sequence_outputs_with_sparse_labels(fresh_session, rng):
+    # (n, steps, classes) outputs take (n, steps) labels; accuracy counts every step.
+    x = rng.normal(size=(12, 3, 4)).astype(np.float32)
+    y = rng.integers(0, 5, size=(12, 3))
+    model = lk.Sequential([lk.layers.Input((3, 4)), lk.layers.Dense(5)])
+    model.compile(
+        optimizer="sgd",
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(np.mean(model.predict(x).argmax(-1) == y))
+    model.fit(x, y[..., None], epochs=1, verbose=0)  # (n, steps, 1) works too
+    with pytest.raises(ValueError, match=r"y.shape=\(12,\)"):
+        model.fit(x, y[:, 0], verbose=0)
+
+
 def test_compile_rejects_unknown_metric(fresh_session):
     model = lk.Sequential([lk.layers.Dense(1, input_dim=2)])
     with pytest.raises(ValueError, match=r"metrics='precision_at_k'"):

@@ -494,8 +494,10 @@ class Trainer:
                         )
                         y_buffers[rows] = np.empty((rows, *y.shape[1:]), y.dtype)
                     yb = y_buffers[rows]
-                    np.take(features, idx, axis=0, out=xb)
-                    np.take(y, idx, axis=0, out=yb)
+                    # mode="clip" (the indices are a permutation, always in range) spares
+                    # numpy a copy of out= that mode="raise" makes: ~25% of the gather.
+                    np.take(features, idx, axis=0, out=xb, mode="clip")
+                    np.take(y, idx, axis=0, out=yb, mode="clip")
                 if strategy is None:
                     value, out = self._step(xb, yb, start_layer)
                 else:

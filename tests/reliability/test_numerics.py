@@ -72,7 +72,8 @@ def _make_loss(name: str):
 def _makes_sense(name: str, magnitude: float, dtype: str) -> bool:
     # The squared error of 1e30 is 1e60, which no float32 holds: the loss value is
     # meant to overflow there. Everything else has a finite, representable answer.
-    return not (name == "mean_squared_error" and magnitude * magnitude > np.finfo(dtype).max)
+    too_big = math.log10(magnitude) * 2 > math.log10(np.finfo(dtype).max)
+    return not (name == "mean_squared_error" and too_big)
 
 
 def _strict():
