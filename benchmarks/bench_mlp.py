@@ -277,19 +277,27 @@ def available(impl: str) -> bool:
     )
 
 
-def measure(impls, task, args, rounds, key="seconds"):
+def measure(impls, task, args, rounds):
+    """{impl: [result of round 1, round 2, ...]}; a failed run is ``None``."""
     results = {impl: [] for impl in impls}
     for _ in range(rounds):
         for impl in impls:  # alternate: drift in machine speed hits everyone alike
-            out = run_worker(impl, task, args)
-            if out is not None:
-                results[impl].append(out)
+            results[impl].append(run_worker(impl, task, args))
     return results
 
 
 def med(values, key):
-    values = [v[key] for v in values]
+    values = [v[key] for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
+
+
+def paired_ratio(res, a: str, b: str, key="seconds") -> tuple[float, float, float]:
+    """Median, min and max over the rounds of ``a / b`` measured in the same round: on a
+    machine whose speed drifts, pairs taken minutes apart are steadier than medians."""
+    ratios = [x[key] / y[key] for x, y in zip(res[a], res[b]) if x and y]
+    if not ratios:
+        return (float("nan"),) * 3
+    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:
@@ -319,14 +327,20 @@ def main() -> None:
         res = measure(impls, "train", {}, options.rounds)
         lk_time = med(res["layerkit"], "seconds")
         print("\n## One training epoch of the seed MLP (60,000 samples, batch 64, Adam)\n")
-        print("| implementation | seconds per epoch | ratio to layerkit |")
+        print("| implementation | seconds per epoch | ratio to layerkit (same round) |")
         print("|---|---|---|")
         for impl in impls:
             t = med(res[impl], "seconds")
-            print(f"| {impl} | {t:.3f} | {t / lk_time:.2f}x |")
-        print(f"\nlayerkit / matrix-product floor: {lk_time / med(res['floor'], 'seconds'):.2f}x")
+            ratio, low, high = paired_ratio(res, impl, "layerkit")
+            print(f"| {impl} | {t:.3f} | {ratio:.2f}x ({low:.2f}-{high:.2f}) |")
+        ratio, low, high = paired_ratio(res, "layerkit", "floor")
+        print(
+            f"\nlayerkit / matrix-product floor: {ratio:.2f}x (median of the {options.rounds} "
+            f"rounds, range {low:.2f}-{high:.2f}; ratio of the medians "
+            f"{lk_time / med(res['floor'], 'seconds'):.2f}x)"
+        )
         mem = measure(["layerkit"], "memory", {}, 1)["layerkit"]
-        if mem:
+        if mem[0] is not None:
             # numpy reports its allocations to tracemalloc; the float32 dataset was allocated
             # before tracing started, so it is added to both sides.
             dataset = 60000 * 784 * 4 + 60000 * 8
@@ -350,8 +364,8 @@ def main() -> None:
             a, b = med(plain[impl], "seconds"), med(cached[impl], "seconds")
             print(f"| {impl} | {a:.2f} | {b:.2f} | {a / b:.1f}x |")
         if "torch" in impls:
-            ratio = med(cached["layerkit"], "seconds") / med(cached["torch"], "seconds")
-            print(f"\nlayerkit cached / PyTorch cached: {ratio:.2f}x")
+            ratio, low, high = paired_ratio(cached, "layerkit", "torch")
+            print(f"\nlayerkit cached / PyTorch cached: {ratio:.2f}x ({low:.2f}-{high:.2f})")
 
     if "predict" in options.only:
         impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
@@ -367,25 +381,36 @@ def main() -> None:
 
     if "scaling" in options.only:
         impls = ["layerkit", *(["torch"] if "torch" in peers else [])]
-        print("\n## Scaling: seconds per epoch of 10,000 samples (784-W-50-10)\n")
-        print("| width W | batch | " + " | ".join(impls) + " | torch / layerkit |")
-        print("|---|---|" + "---|" * (len(impls) + 1))
+        print(
+            "\n## Scaling: seconds per epoch of 10,000 samples, seed MLP with hidden1 = W "
+            "(784-W-50-50-50-50-10)\n"
+        )
+        header = " | ".join(impls)
+        print(f"| W | batch | {header} | layerkit per step (ms) | layerkit / torch |")
+        print("|---|---|" + "---|" * (len(impls) + 2))
         for width in (300, 1000, 3000):
             for batch in (32, 64, 256, 1024):
-                args = {"n": 10000, "sizes": (784, width, 50, 10), "batch": batch}
-                res = measure(impls, "train", args, max(1, options.rounds - 2))
+                args = {"n": 10000, "sizes": (784, width, *SIZES[2:]), "batch": batch}
+                res = measure(impls, "train", args, options.rounds)
                 times = [med(res[i], "seconds") for i in impls]
-                ratio = f"{times[1] / times[0]:.2f}x" if len(times) > 1 else "-"
-                print(
-                    f"| {width} | {batch} | "
-                    + " | ".join(f"{t:.3f}" for t in times)
-                    + f" | {ratio} |"
-                )
-        res = measure(["layerkit"], "train", {"n": 30000}, max(1, options.rounds - 2))
-        half = med(res["layerkit"], "seconds")
-        res = measure(["layerkit"], "train", {"n": 60000}, max(1, options.rounds - 2))
-        full = med(res["layerkit"], "seconds")
-        print(f"\nLinearity in samples: 60,000 / 30,000 samples = {full / half:.2f}x time")
+                per_step = times[0] / -(-10000 // batch) * 1e3
+                ratio = "-"
+                if "torch" in impls:
+                    r, low, high = paired_ratio(res, "layerkit", "torch")
+                    ratio = f"{r:.2f}x ({low:.2f}-{high:.2f})"
+                cells = " | ".join(f"{t:.3f}" for t in times)
+                print(f"| {width} | {batch} | {cells} | {per_step:.2f} | {ratio} |")
+        print("\nLinearity in the number of samples (seed MLP, batch 64):\n")
+        print("| samples | layerkit (s) | per 10,000 samples (s) |")
+        print("|---|---|---|")
+        sizes = (15000, 30000, 60000)
+        runs: dict[int, list] = {n: [] for n in sizes}
+        for _ in range(options.rounds):  # sizes alternate too, so drift hits them alike
+            for n in sizes:
+                runs[n].append(run_worker("layerkit", "train", {"n": n}))
+        for n in sizes:
+            t = med(runs[n], "seconds")
+            print(f"| {n:,} | {t:.3f} | {t / n * 10000:.3f} |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..distributed import is_chief
+
 _BATCH_HOOKS = (
     "on_train_batch_begin",
     "on_train_batch_end",
@@ -33,6 +35,11 @@ class Callback:
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
+
+    def _say(self, message: str) -> None:
+        """Prints a verbose message once: on rank 0 only when training is distributed."""
+        if self.model is None or is_chief(self.model):
+            print(message)
 
     def on_train_begin(self, logs=None): ...
     def on_train_end(self, logs=None): ...

@@ -67,6 +67,6 @@ class ModelCheckpoint(Callback):
             else:
                 self.model.save(path)
             if self.verbose:
-                print(f"Epoch {epoch + 1}: saved model to {path}")
+                self._say(f"Epoch {epoch + 1}: saved model to {path}")
         self.last_saved = path
         barrier(self.model)  # no rank runs ahead of a file still being written

@@ -16,7 +16,7 @@ class TerminateOnNaN(Callback):
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            self._say(f"Batch {batch}: Invalid loss, terminating training")
             self.model.stop_training = True
 
 

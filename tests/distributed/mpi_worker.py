@@ -177,7 +177,7 @@ def checkpoints(strategy, directory: str, crash: bool = False) -> None:
     model, x, y = checkpointed_model()
     callbacks = [
         lk.callbacks.BackupAndRestore("backup"),
-        lk.callbacks.ModelCheckpoint("ckpt-{epoch}.h5", monitor="loss"),
+        lk.callbacks.ModelCheckpoint("ckpt-{epoch}.h5", monitor="loss", verbose=1),
         lk.callbacks.CSVLogger("log.csv", append=True),
     ]
     if crash:
