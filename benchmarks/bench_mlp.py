@@ -42,7 +42,7 @@ def load(n_train: int | None = None):
 
 
 # --- workers: each returns a dict of measurements ---------------------------------------
-def layerkit_model(sizes, frozen=0):
+def layerkit_model(sizes, frozen=0, optimizer="adam"):
     import layerkit as lk
 
     layers = [lk.layers.Input((sizes[0],))]
@@ -53,7 +53,7 @@ def layerkit_model(sizes, frozen=0):
     if frozen:
         model.freeze(f"hidden[1-{frozen}]")
     model.compile(
-        optimizer=lk.optim.Adam(1e-3),
+        optimizer=lk.optim.Adam(1e-3) if optimizer == "adam" else lk.optim.SGD(0.01),
         loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     return model
@@ -65,7 +65,7 @@ def work_layerkit(task, args):
     lk.utils.set_random_seed(0)
     x, y, xt, _ = load(args.get("n"))
     if task in ("train", "memory"):
-        model = layerkit_model(args.get("sizes", SIZES))
+        model = layerkit_model(args.get("sizes", SIZES), optimizer=args.get("optimizer", "adam"))
         model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)  # warm-up
         if task == "memory":  # tracemalloc slows allocation: never in a timed run
             tracemalloc.start()
@@ -249,6 +249,8 @@ def work_floor(task, args):
 
 WORKERS = {
     "layerkit": work_layerkit,
+    # The same epoch with plain SGD: what the rest of the step costs without Adam's update.
+    "layerkit-sgd": lambda task, args: work_layerkit(task, {**args, "optimizer": "sgd"}),
     "torch": work_torch,
     "sklearn": work_sklearn,
     "numpy": work_numpy,
@@ -323,7 +325,7 @@ def main() -> None:
         print(f"(skipped peers, not installed: {', '.join(skipped)})")
 
     if "train" in options.only or "memory" in options.only:
-        impls = ["layerkit", "floor", "numpy", *peers]
+        impls = ["layerkit", "floor", "layerkit-sgd", "numpy", *peers]
         res = measure(impls, "train", {}, options.rounds)
         lk_time = med(res["layerkit"], "seconds")
         print("\n## One training epoch of the seed MLP (60,000 samples, batch 64, Adam)\n")
@@ -339,6 +341,8 @@ def main() -> None:
             f"rounds, range {low:.2f}-{high:.2f}; ratio of the medians "
             f"{lk_time / med(res['floor'], 'seconds'):.2f}x)"
         )
+        ratio, low, high = paired_ratio(res, "layerkit-sgd", "floor")
+        print(f"layerkit with plain SGD / floor: {ratio:.2f}x ({low:.2f}-{high:.2f})")
         mem = measure(["layerkit"], "memory", {}, 1)["layerkit"]
         if mem[0] is not None:
             # numpy reports its allocations to tracemalloc; the float32 dataset was allocated

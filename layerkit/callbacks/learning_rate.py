@@ -81,5 +81,7 @@ class ReduceLROnPlateau(Callback):
                 new = max(old * self.factor, self.min_lr)
                 self.model.optimizer.learning_rate = new
                 if self.verbose:
-                    self._say(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self._say(
+                        f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}."
+                    )
                 self.cooldown_counter, self.wait = self.cooldown, 0

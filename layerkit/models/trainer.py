@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -207,6 +208,21 @@ class Trainer:
         return buffers
 
     # --- public training API --------------------------------------------------------
+    @contextlib.contextmanager
+    def _distributed(self, distribute, method: str) -> Iterator[distributed.MPI | None]:
+        """Checks ``distribute=``, sets ``self.distribute`` for the callbacks while
+        ``method`` runs, and on MPI ends every rank if one raises."""
+        strategy = distributed.check_distribute(distribute)
+        previous, self.distribute = self.distribute, strategy
+        try:
+            if strategy is None:
+                yield None
+            else:
+                with strategy.guard(method):
+                    yield strategy
+        finally:
+            self.distribute = previous
+
     def _prepare_x(self, x, argument: str = "x") -> np.ndarray:
         if not self.built:
             array = as_inputs(x, argument)
@@ -277,162 +293,124 @@ class Trainer:
             >>> history.history["val_loss"][-1]
             0.093
         """
-        strategy = distributed.check_distribute(distribute)
-        guard = strategy.guard("fit") if strategy is not None else contextlib.nullcontext()
-        previous, self.distribute = self.distribute, strategy
-        try:
-            with guard:
-                return self._fit(
-                    x,
-                    y,
-                    batch_size,
-                    epochs,
-                    verbose,
-                    callbacks,
-                    validation_split,
-                    validation_data,
-                    shuffle,
-                    initial_epoch,
-                    cache_frozen,
-                    cache_max_bytes,
-                    strategy,
-                )
-        finally:
-            self.distribute = previous
-
-    def _fit(
-        self,
-        x,
-        y,
-        batch_size,
-        epochs,
-        verbose,
-        callbacks,
-        validation_split,
-        validation_data,
-        shuffle,
-        initial_epoch,
-        cache_frozen,
-        cache_max_bytes,
-        strategy: distributed.MPI | None,
-    ) -> History:
-        self._require_compiled("fit")
-        batch_size = check_batch_size(batch_size)
-        epochs = check_int(epochs, "epochs", 0)
-        initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
-        verbose = check_verbose(verbose)
-        if (
-            isinstance(validation_split, bool)
-            or not isinstance(validation_split, (int, float))
-            or not 0.0 <= validation_split < 1.0
-        ):
-            raise ValueError(
-                "Expected validation_split in [0, 1). "
-                f"Received: validation_split={validation_split!r}"
-            )
-        if cache_frozen not in (True, False, "auto"):
-            raise ValueError(
-                "Expected cache_frozen in True, False, 'auto'. "
-                f"Received: cache_frozen={cache_frozen!r}"
-            )
-        x, y = self._prepare_xy(x, y)
-        x_val = y_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("Expected validation_data=(x_val, y_val).")
-            x_val = as_inputs(validation_data[0], "validation_data[0]", self.input_shape)
-            y_val = self.loss.check_targets(
-                validation_data[1], self.output_shape, "validation_data[1]"
-            )
-            check_same_length(x_val, y_val, "validation_data[0]", "validation_data[1]")
-        elif validation_split:
-            split = int(len(x) * (1.0 - validation_split))
-            if split <= 0 or split >= len(x):
+        with self._distributed(distribute, "fit") as strategy:
+            self._require_compiled("fit")
+            batch_size = check_batch_size(batch_size)
+            epochs = check_int(epochs, "epochs", 0)
+            initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
+            verbose = check_verbose(verbose)
+            if (
+                isinstance(validation_split, bool)
+                or not isinstance(validation_split, (int, float))
+                or not 0.0 <= validation_split < 1.0
+            ):
                 raise ValueError(
-                    f"validation_split={validation_split} leaves no training or no validation "
-                    f"samples out of {len(x)}."
+                    "Expected validation_split in [0, 1). "
+                    f"Received: validation_split={validation_split!r}"
                 )
-            x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
-        self.optimizer.build(self.weights)
+            if cache_frozen not in (True, False, "auto"):
+                raise ValueError(
+                    "Expected cache_frozen in True, False, 'auto'. "
+                    f"Received: cache_frozen={cache_frozen!r}"
+                )
+            x, y = self._prepare_xy(x, y)
+            x_val = y_val = None
+            if validation_data is not None:
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                    raise ValueError("Expected validation_data=(x_val, y_val).")
+                x_val = as_inputs(validation_data[0], "validation_data[0]", self.input_shape)
+                y_val = self.loss.check_targets(
+                    validation_data[1], self.output_shape, "validation_data[1]"
+                )
+                check_same_length(x_val, y_val, "validation_data[0]", "validation_data[1]")
+            elif validation_split:
+                split = int(len(x) * (1.0 - validation_split))
+                if split <= 0 or split >= len(x):
+                    raise ValueError(
+                        f"validation_split={validation_split} leaves no training or no validation "
+                        f"samples out of {len(x)}."
+                    )
+                x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+            self.optimizer.build(self.weights)
 
-        steps = math.ceil(len(x) / batch_size)
-        history = History()
-        callback_list = CallbackList(
-            [*(callbacks or []), history],
-            self,
-            {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
-        )
-        if strategy is not None:
-            # Ranks that disagree here would make different numbers of collective calls.
-            strategy.check_same(
-                "fit",
-                samples=len(x),
-                sample_shape=x.shape[1:],
-                target_shape=y.shape[1:],
-                validation_samples=None if x_val is None else len(x_val),
-                batch_size=batch_size,
-                epochs=epochs,
-                initial_epoch=initial_epoch,
-                shuffle=bool(shuffle),
-                weight_shapes=[p.shape for p in self.weights],  # names may differ
-                trainable=[layer.trainable for layer in self._stack],
-                batch_callbacks=callback_list.wants_batch_hooks,
+            steps = math.ceil(len(x) / batch_size)
+            history = History()
+            callback_list = CallbackList(
+                [*(callbacks or []), history],
+                self,
+                {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
             )
-        cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
-        self.stop_training = False
-        self._nan_warned = False
-        self._last_epoch = initial_epoch - 1
-        self._resume_from_epoch = None
-        callback_list.on_train_begin()
-        if strategy is not None:
-            # After on_train_begin: BackupAndRestore restores on rank 0 only.
-            strategy.broadcast_training_state(self)
-        if self._resume_from_epoch is not None:
-            initial_epoch = max(initial_epoch, self._resume_from_epoch)
-        cache.prepare(x, x_val)
-        chief = strategy is None or strategy.is_chief
-        logs: dict[str, float] = {}
-        for epoch in range(initial_epoch, epochs):
             if strategy is not None:
-                strategy.spread_layer_states(self)
-            callback_list.on_epoch_begin(epoch)
-            # A diverging run overflows: fit reports that once, as a NaN loss (below),
-            # instead of numpy warning at every product.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                logs = self._train_epoch(
-                    x,
-                    y,
-                    batch_size,
-                    shuffle,
-                    cache,
-                    callback_list,
-                    verbose,
-                    epoch,
-                    epochs,
-                    strategy,
+                # Ranks that disagree here would make different numbers of collective calls.
+                strategy.check_same(
+                    "fit",
+                    samples=len(x),
+                    sample_shape=x.shape[1:],
+                    target_shape=y.shape[1:],
+                    validation_samples=None if x_val is None else len(x_val),
+                    batch_size=batch_size,
+                    epochs=epochs,
+                    initial_epoch=initial_epoch,
+                    shuffle=bool(shuffle),
+                    weight_shapes=[p.shape for p in self.weights],  # names may differ
+                    trainable=[layer.trainable for layer in self._stack],
+                    batch_callbacks=callback_list.wants_batch_hooks,
                 )
-            if x_val is not None:
-                val_start, val_features = cache.validation_inputs()
-                val_logs = self._evaluate_arrays(
-                    val_features, y_val, batch_size, val_start, strategy
-                )
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            self._epochs_done += 1
-            self._last_epoch = epoch
-            callback_list.on_epoch_end(epoch, logs)
-            if verbose == 2 and chief:
-                print(
-                    f"Epoch {epoch + 1}/{epochs} - "
-                    + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-                )
-            if strategy is not None:  # one rank's callback stopping stops every rank
-                self.stop_training = strategy.any(self.stop_training)
-            if self.stop_training:
-                break
-        callback_list.on_train_end(logs)
-        cache.release()
-        self.history = history
-        return history
+            cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
+            self.stop_training = False
+            self._nan_warned = False
+            self._last_epoch = initial_epoch - 1
+            self._resume_from_epoch = None
+            callback_list.on_train_begin()
+            if strategy is not None:
+                # After on_train_begin: BackupAndRestore restores on rank 0 only.
+                strategy.broadcast_training_state(self)
+            if self._resume_from_epoch is not None:
+                initial_epoch = max(initial_epoch, self._resume_from_epoch)
+            cache.prepare(x, x_val)
+            chief = strategy is None or strategy.is_chief
+            logs: dict[str, float] = {}
+            for epoch in range(initial_epoch, epochs):
+                if strategy is not None:
+                    strategy.spread_layer_states(self)
+                callback_list.on_epoch_begin(epoch)
+                # A diverging run overflows: fit reports that once, as a NaN loss (below),
+                # instead of numpy warning at every product.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    logs = self._train_epoch(
+                        x,
+                        y,
+                        batch_size,
+                        shuffle,
+                        cache,
+                        callback_list,
+                        verbose,
+                        epoch,
+                        epochs,
+                        strategy,
+                    )
+                if x_val is not None:
+                    val_start, val_features = cache.validation_inputs()
+                    val_logs = self._evaluate_arrays(
+                        val_features, y_val, batch_size, val_start, strategy
+                    )
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                self._epochs_done += 1
+                self._last_epoch = epoch
+                callback_list.on_epoch_end(epoch, logs)
+                if verbose == 2 and chief:
+                    print(
+                        f"Epoch {epoch + 1}/{epochs} - "
+                        + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+                    )
+                if strategy is not None:  # one rank's callback stopping stops every rank
+                    self.stop_training = strategy.any(self.stop_training)
+                if self.stop_training:
+                    break
+            callback_list.on_train_end(logs)
+            cache.release()
+            self.history = history
+            return history
 
     def _train_epoch(
         self,
@@ -585,22 +563,16 @@ class Trainer:
         Example:
             >>> loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024)
         """
-        strategy = distributed.check_distribute(distribute)
-        guard = strategy.guard("evaluate") if strategy is not None else contextlib.nullcontext()
-        previous, self.distribute = self.distribute, strategy
-        try:
-            with guard:
-                self._require_compiled("evaluate")
-                batch_size = check_batch_size(batch_size)
-                check_verbose(verbose)
-                x, y = self._prepare_xy(x, y)
-                if strategy is not None:
-                    strategy.check_same(
-                        "evaluate", samples=len(x), sample_shape=x.shape[1:], batch=batch_size
-                    )
-                logs = self._evaluate_arrays(x, y, batch_size, 0, strategy)
-        finally:
-            self.distribute = previous
+        with self._distributed(distribute, "evaluate") as strategy:
+            self._require_compiled("evaluate")
+            batch_size = check_batch_size(batch_size)
+            check_verbose(verbose)
+            x, y = self._prepare_xy(x, y)
+            if strategy is not None:
+                strategy.check_same(
+                    "evaluate", samples=len(x), sample_shape=x.shape[1:], batch=batch_size
+                )
+            logs = self._evaluate_arrays(x, y, batch_size, 0, strategy)
         if return_dict:
             return logs
         values = list(logs.values())

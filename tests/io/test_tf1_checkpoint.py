@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tf_bundle as tb
 
 from layerkit.io import tf1_checkpoint
 from layerkit.io.crc32c import crc32c, mask, unmask
@@ -23,121 +24,6 @@ SHARD_SUFFIX = ".data-00000-of-00001"
 MLP_NAMES = ["hidden1", "hidden2", "hidden3", "hidden4", "hidden5", "outputs"]
 
 needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no fixtures at {FIXTURES}")
-
-
-# --------------------------------------------------------------------------------------
-# A minimal writer of tensor bundles, to build valid and hostile checkpoints
-# --------------------------------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _pb_int(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value % (1 << 64))
-
-
-def _pb_bytes(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def _pb_fixed32(number: int, value: int) -> bytes:
-    return _varint(number << 3 | 5) + value.to_bytes(4, "little")
-
-
-def _entry(dtype: int, shape, offset: int, size: int, crc: int, shard: int = 0) -> bytes:
-    shape_msg = b"".join(_pb_bytes(2, _pb_int(1, d)) for d in shape)
-    out = _pb_int(1, dtype) + _pb_bytes(2, shape_msg)
-    if shard:
-        out += _pb_int(3, shard)
-    if offset:
-        out += _pb_int(4, offset)
-    return out + _pb_int(5, size) + _pb_fixed32(6, crc)
-
-
-def _block(entries: list[tuple[bytes, bytes]], restart_interval: int = 3) -> bytes:
-    out, restarts, prev = bytearray(), [], b""
-    for i, (key, value) in enumerate(entries):
-        shared = 0
-        if i % restart_interval == 0:
-            restarts.append(len(out))
-        else:
-            while shared < min(len(prev), len(key)) and prev[shared] == key[shared]:
-                shared += 1
-        out += _varint(shared) + _varint(len(key) - shared) + _varint(len(value))
-        out += key[shared:] + value
-        prev = key
-    restarts = restarts or [0]
-    for r in restarts:
-        out += r.to_bytes(4, "little")
-    return bytes(out + len(restarts).to_bytes(4, "little"))
-
-
-def _trailer(block: bytes, kind: int = 0) -> bytes:
-    return bytes([kind]) + mask(crc32c(block + bytes([kind]))).to_bytes(4, "little")
-
-
-def _table(entries, per_block: int = 4, extra_handles=()) -> tuple[bytes, list[tuple[int, int]]]:
-    """An SST of ``entries``; returns the bytes and each data block's (offset, size)."""
-    out, index, blocks = bytearray(), [], []
-    for start in range(0, len(entries), per_block):
-        chunk = entries[start : start + per_block]
-        block = _block(chunk)
-        blocks.append((len(out), len(block)))
-        index.append((chunk[-1][0], _varint(len(out)) + _varint(len(block))))
-        out += block + _trailer(block)
-    for key, offset, size in extra_handles:
-        index.append((key, _varint(offset) + _varint(size)))
-    meta = _block([])
-    meta_handle = _varint(len(out)) + _varint(len(meta))
-    out += meta + _trailer(meta)
-    index_block = _block(index, restart_interval=1)
-    index_handle = _varint(len(out)) + _varint(len(index_block))
-    out += index_block + _trailer(index_block)
-    footer = (meta_handle + index_handle).ljust(40, b"\0")
-    out += footer + (0xDB4775248B80FB57).to_bytes(8, "little")
-    return bytes(out), blocks
-
-
-_CODES = {np.dtype("f4"): 1, np.dtype("f8"): 2, np.dtype("i4"): 3, np.dtype("i8"): 9}
-
-
-def _write_checkpoint(
-    prefix: Path,
-    variables: dict[str, np.ndarray],
-    *,
-    big_endian: bool = False,
-    header: bytes | None = None,
-    extra_entries=(),
-    extra_handles=(),
-) -> list[tuple[int, int]]:
-    data, entries = bytearray(), []
-    for name in sorted(variables):
-        array = variables[name]
-        raw = array.astype(array.dtype.newbyteorder(">" if big_endian else "<")).tobytes()
-        code = _CODES[array.dtype]
-        entries.append(
-            (name.encode(), _entry(code, array.shape, len(data), len(raw), mask(crc32c(raw))))
-        )
-        data += raw
-    entries += list(extra_entries)
-    if header is None:
-        header = (
-            _pb_int(1, 1) + (_pb_int(2, 1) if big_endian else b"") + _pb_bytes(3, _pb_int(1, 1))
-        )
-    table, blocks = _table(sorted([(b"", header), *entries]), extra_handles=extra_handles)
-    Path(f"{prefix}.index").write_bytes(table)
-    Path(f"{prefix}{SHARD_SUFFIX}").write_bytes(bytes(data))
-    return blocks
 
 
 def _mlp_variables(rng: np.random.Generator, names: list[str]) -> dict[str, np.ndarray]:
@@ -341,7 +227,7 @@ def test_synthetic_order_slots_and_aliases(tmp_path):
     variables["bn/beta"] = np.zeros(3, np.float32)
     variables["bn/moving_mean"] = np.zeros(3, np.float32)
     prefix = tmp_path / "model.ckpt"
-    blocks = _write_checkpoint(prefix, variables)
+    blocks = tb.write_checkpoint(prefix, variables)
     assert len(blocks) > 5  # several data blocks, prefix-compressed keys, restarts
 
     layers = read_tf1_checkpoint(prefix)
@@ -358,7 +244,7 @@ def test_synthetic_order_slots_and_aliases(tmp_path):
 def test_synthetic_big_endian(tmp_path):
     variables = _mlp_variables(np.random.default_rng(1), ["a"])
     prefix = tmp_path / "be.ckpt"
-    _write_checkpoint(prefix, variables, big_endian=True)
+    tb.write_checkpoint(prefix, variables, big_endian=True)
     (layer,) = read_tf1_checkpoint(prefix)
     assert layer.weights["kernel"].dtype == np.float32
     assert layer.weights["kernel"].dtype.isnative
@@ -368,9 +254,9 @@ def test_synthetic_big_endian(tmp_path):
 def test_string_variables_are_skipped(tmp_path):
     variables = _mlp_variables(np.random.default_rng(2), ["a"])
     prefix = tmp_path / "s.ckpt"
-    graph = (b"_CHECKPOINTABLE_OBJECT_GRAPH", _entry(7, (), 0, 3, 0))
-    path_var = (b"a/name", _entry(7, (), 0, 3, 0))
-    _write_checkpoint(prefix, variables, extra_entries=[graph, path_var])
+    graph = (b"_CHECKPOINTABLE_OBJECT_GRAPH", tb.bundle_entry(7, (), 0, 3, 0))
+    path_var = (b"a/name", tb.bundle_entry(7, (), 0, 3, 0))
+    tb.write_checkpoint(prefix, variables, extra_entries=[graph, path_var])
     (layer,) = read_tf1_checkpoint(prefix)
     assert list(layer.weights) == ["kernel", "bias"]
 
@@ -389,7 +275,7 @@ def test_tf2_object_checkpoint_names(tmp_path):
     variables[f"optimizer/iter{suffix}"] = np.zeros((), np.int64)
     variables[f"save_counter{suffix}"] = np.zeros((), np.int64)
     prefix = tmp_path / "tf2.ckpt"
-    _write_checkpoint(prefix, variables)
+    tb.write_checkpoint(prefix, variables)
     layers = read_tf1_checkpoint(prefix)
     assert [layer.name for layer in layers] == [f"layer_with_weights-{i}" for i in range(11)]
 
@@ -397,7 +283,7 @@ def test_tf2_object_checkpoint_names(tmp_path):
 def test_unreadable_meta_falls_back_to_names(tmp_path):
     variables = _mlp_variables(np.random.default_rng(4), ["b", "a"])
     prefix = tmp_path / "m.ckpt"
-    _write_checkpoint(prefix, variables)
+    tb.write_checkpoint(prefix, variables)
     Path(f"{prefix}.meta").write_bytes(b"\x12\xff\xff\xff\xff\x0f")  # field 2 length past the end
     with pytest.warns(UserWarning, match="ordering layers by name"):
         layers = read_tf1_checkpoint(prefix)
@@ -407,15 +293,15 @@ def test_unreadable_meta_falls_back_to_names(tmp_path):
 def test_meta_graph_order_is_used(tmp_path):
     variables = _mlp_variables(np.random.default_rng(5), ["zeta", "alpha"])
     prefix = tmp_path / "g.ckpt"
-    _write_checkpoint(prefix, variables)
+    tb.write_checkpoint(prefix, variables)
     nodes = b""
     for name, op in [
         ("zeta/kernel", "VariableV2"),
         ("zeta/MatMul", "MatMul"),
         ("alpha/kernel", "VarHandleOp"),
     ]:
-        nodes += _pb_bytes(1, _pb_bytes(1, name.encode()) + _pb_bytes(2, op.encode()))
-    Path(f"{prefix}.meta").write_bytes(_pb_bytes(2, nodes))
+        nodes += tb.pb_bytes(1, tb.pb_bytes(1, name.encode()) + tb.pb_bytes(2, op.encode()))
+    Path(f"{prefix}.meta").write_bytes(tb.pb_bytes(2, nodes))
     assert [layer.name for layer in read_tf1_checkpoint(prefix)] == ["zeta", "alpha"]
 
 
@@ -458,14 +344,16 @@ def test_footer_handle_past_the_end(tmp_path):
     prefix = _copy_checkpoint(tmp_path)
     index = Path(f"{prefix}.index")
     data = index.read_bytes()
-    footer = (_varint(0) + _varint(0) + _varint(len(data) * 4) + _varint(15)).ljust(40, b"\0")
+    footer = (tb.varint(0) + tb.varint(0) + tb.varint(len(data) * 4) + tb.varint(15)).ljust(
+        40, b"\0"
+    )
     index.write_bytes(data[:-48] + footer + data[-8:])
     _refused(prefix, "past the end")
 
 
 def test_data_block_handle_past_the_end(tmp_path):
     prefix = tmp_path / "h.ckpt"
-    _write_checkpoint(
+    tb.write_checkpoint(
         prefix,
         _mlp_variables(np.random.default_rng(6), ["a"]),
         extra_handles=[(b"zzz", 1 << 40, 10)],
@@ -475,7 +363,7 @@ def test_data_block_handle_past_the_end(tmp_path):
 
 def test_overlapping_data_blocks(tmp_path):
     prefix = tmp_path / "o.ckpt"
-    _write_checkpoint(
+    tb.write_checkpoint(
         prefix, _mlp_variables(np.random.default_rng(6), ["a"]), extra_handles=[(b"zzz", 0, 10)]
     )
     _refused(prefix, "overlap")
@@ -495,7 +383,7 @@ def test_compressed_block_is_refused(tmp_path):
         values.append(value)
     offset, size = values[2], values[3]
     block = bytes(data[offset : offset + size])
-    data[offset + size : offset + size + 5] = _trailer(block, kind=1)
+    data[offset + size : offset + size + 5] = tb.trailer(block, kind=1)
     index.write_bytes(bytes(data))
     _refused(prefix, "compressed")
 
@@ -512,14 +400,14 @@ def test_not_a_table(tmp_path, content):
 @pytest.mark.parametrize(
     ("entry", "word"),
     [
-        (_entry(1, (1 << 20, 1 << 20), 0, 4, 0), "absurd shape"),
-        (_entry(1, (3,), 0, 4, 0), "do not hold"),
-        (_entry(1, (1,), 1 << 50, 4, 0), "truncated"),
-        (_entry(1, (1,), -8, 4, 0), "truncated"),
-        (_entry(1, (-1,), 0, 4, 0), "negative dimension"),
-        (_entry(14, (1,), 0, 2, 0), "unsupported TensorFlow dtype"),
-        (_entry(1, (1,), 0, 4, 0, shard=5), "shard 5"),
-        (_entry(1, (1,), 0, 4, 0) + _pb_bytes(7, b""), "partitioned"),
+        (tb.bundle_entry(1, (1 << 20, 1 << 20), 0, 4, 0), "absurd shape"),
+        (tb.bundle_entry(1, (3,), 0, 4, 0), "do not hold"),
+        (tb.bundle_entry(1, (1,), 1 << 50, 4, 0), "truncated"),
+        (tb.bundle_entry(1, (1,), -8, 4, 0), "truncated"),
+        (tb.bundle_entry(1, (-1,), 0, 4, 0), "negative dimension"),
+        (tb.bundle_entry(14, (1,), 0, 2, 0), "unsupported TensorFlow dtype"),
+        (tb.bundle_entry(1, (1,), 0, 4, 0, shard=5), "shard 5"),
+        (tb.bundle_entry(1, (1,), 0, 4, 0) + tb.pb_bytes(7, b""), "partitioned"),
         (b"\x08" + b"\x80" * 11, "varint"),
         (b"\x0b", "wire type"),
         (b"\x12\x50", "past its message"),
@@ -527,7 +415,7 @@ def test_not_a_table(tmp_path, content):
 )
 def test_hostile_entries(tmp_path, entry, word):
     prefix = tmp_path / "e.ckpt"
-    _write_checkpoint(
+    tb.write_checkpoint(
         prefix, {"x/kernel": np.zeros((1,), np.float32)}, extra_entries=[(b"x/bias", entry)]
     )
     message = _refused(prefix, word)
@@ -535,11 +423,11 @@ def test_hostile_entries(tmp_path, entry, word):
 
 
 @pytest.mark.parametrize(
-    "header", [_pb_int(1, 0), _pb_int(1, 10**9), _pb_int(1, 1) + _pb_int(2, 7), b"\xff"]
+    "header", [tb.pb_int(1, 0), tb.pb_int(1, 10**9), tb.pb_int(1, 1) + tb.pb_int(2, 7), b"\xff"]
 )
 def test_hostile_header(tmp_path, header):
     prefix = tmp_path / "hd.ckpt"
-    _write_checkpoint(prefix, {"x/kernel": np.zeros((1,), np.float32)}, header=header)
+    tb.write_checkpoint(prefix, {"x/kernel": np.zeros((1,), np.float32)}, header=header)
     _refused(prefix, "header")
 
 
@@ -547,19 +435,19 @@ def test_hostile_blocks(tmp_path):
     prefix = tmp_path / "b.ckpt"
     index = Path(f"{prefix}.index")
     # Keys out of order.
-    table, _ = _table([(b"b", b""), (b"a", b"")])
+    table, _ = tb.table([(b"b", b""), (b"a", b"")])
     index.write_bytes(table)
     _refused(prefix, "strictly increasing")
     # A restart count larger than the block.
     block = b"\x00\x01\x00a" + (10**6).to_bytes(4, "little")
-    body = block + _trailer(block)
-    idx = _block([(b"a", _varint(0) + _varint(len(block)))])
-    idx_handle = _varint(len(body)) + _varint(len(idx))
+    body = block + tb.trailer(block)
+    idx = tb.block([(b"a", tb.varint(0) + tb.varint(len(block)))])
+    idx_handle = tb.varint(len(body)) + tb.varint(len(idx))
     index.write_bytes(
         body
         + idx
-        + _trailer(idx)
-        + (_varint(0) + _varint(0) + idx_handle).ljust(40, b"\0")
+        + tb.trailer(idx)
+        + (tb.varint(0) + tb.varint(0) + idx_handle).ljust(40, b"\0")
         + (0xDB4775248B80FB57).to_bytes(8, "little")
     )
     _refused(prefix, "restart")
@@ -569,7 +457,7 @@ def test_fuzzed_index_only_raises_format_errors(tmp_path):
     """Random byte changes, with block CRCs made valid again, must give FormatError or data."""
     variables = _mlp_variables(np.random.default_rng(7), ["a", "b", "c"])
     prefix = tmp_path / "f.ckpt"
-    blocks = _write_checkpoint(prefix, variables)
+    blocks = tb.write_checkpoint(prefix, variables)
     index = Path(f"{prefix}.index")
     pristine = index.read_bytes()
     rng = random.Random(1234)
@@ -580,7 +468,7 @@ def test_fuzzed_index_only_raises_format_errors(tmp_path):
         offset, size = rng.choice(blocks)
         for _ in range(rng.randint(1, 3)):
             data[offset + rng.randrange(size)] = rng.randrange(256)
-        data[offset + size : offset + size + 5] = _trailer(bytes(data[offset : offset + size]))
+        data[offset + size : offset + size + 5] = tb.trailer(bytes(data[offset : offset + size]))
         index.write_bytes(bytes(data))
         try:
             read_tf1_checkpoint(prefix)

@@ -32,6 +32,7 @@ from typing import Any
 import hypothesis.configuration
 import numpy as np
 import pytest
+import tf_bundle
 
 import layerkit as lk
 from layerkit.io.crc32c import crc32c, mask
@@ -399,99 +400,6 @@ def memory_guard(extra_bytes: int = 512 << 20) -> Iterator[dict[str, int]]:
 
 
 # --------------------------------------------------------------------------------------
-# A minimal TensorFlow tensor-bundle writer (to build valid and hostile checkpoints)
-# --------------------------------------------------------------------------------------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _pb_int(number: int, value: int) -> bytes:
-    return _varint(number << 3) + _varint(value % (1 << 64))
-
-
-def _pb_bytes(number: int, value: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def _pb_fixed32(number: int, value: int) -> bytes:
-    return _varint(number << 3 | 5) + value.to_bytes(4, "little")
-
-
-def bundle_entry(dtype: int, shape, offset: int, size: int, crc: int, shard: int = 0) -> bytes:
-    """A BundleEntryProto."""
-    shape_msg = b"".join(_pb_bytes(2, _pb_int(1, d)) for d in shape)
-    out = _pb_int(1, dtype) + _pb_bytes(2, shape_msg)
-    if shard:
-        out += _pb_int(3, shard)
-    if offset:
-        out += _pb_int(4, offset)
-    return out + _pb_int(5, size) + _pb_fixed32(6, crc)
-
-
-def _block(entries: list[tuple[bytes, bytes]]) -> bytes:
-    out = bytearray()
-    restarts = []
-    for key, value in entries:
-        restarts.append(len(out))
-        out += _varint(0) + _varint(len(key)) + _varint(len(value)) + key + value
-    restarts = restarts or [0]
-    for r in restarts:
-        out += r.to_bytes(4, "little")
-    return bytes(out + len(restarts).to_bytes(4, "little"))
-
-
-def _trailer(block: bytes) -> bytes:
-    return b"\0" + mask(crc32c(block + b"\0")).to_bytes(4, "little")
-
-
-def _table(entries: list[tuple[bytes, bytes]]) -> bytes:
-    out = bytearray()
-    data = _block(entries)
-    out += data + _trailer(data)
-    index = _block([(entries[-1][0], _varint(0) + _varint(len(data)))])
-    meta = _block([])
-    meta_handle = _varint(len(out)) + _varint(len(meta))
-    out += meta + _trailer(meta)
-    index_handle = _varint(len(out)) + _varint(len(index))
-    out += index + _trailer(index)
-    footer = (meta_handle + index_handle).ljust(40, b"\0")
-    return bytes(out + footer + (0xDB4775248B80FB57).to_bytes(8, "little"))
-
-
-def write_tf1_checkpoint(
-    prefix: Path,
-    variables: dict[str, np.ndarray],
-    overrides: dict[str, bytes] | None = None,
-    num_shards: int = 1,
-) -> Path:
-    """Writes ``prefix.index`` and ``prefix.data-00000-of-0000N`` holding float32
-    ``variables``; ``overrides`` replaces the BundleEntryProto of some variables (to
-    point them past the shard, give them absurd shapes, ...). Returns the shard path."""
-    data = bytearray()
-    entries = []
-    for name in sorted(variables):
-        raw = np.ascontiguousarray(variables[name], "<f4").tobytes()
-        entry = bundle_entry(1, variables[name].shape, len(data), len(raw), mask(crc32c(raw)))
-        entries.append((name.encode(), (overrides or {}).get(name, entry)))
-        data += raw
-    header = _pb_int(1, num_shards) + _pb_bytes(3, _pb_int(1, 1))
-    Path(f"{prefix}.index").write_bytes(_table(sorted([(b"", header), *entries])))
-    shard = Path(f"{prefix}.data-00000-of-{num_shards:05d}")
-    shard.write_bytes(bytes(data))
-    return shard
-
-
-# --------------------------------------------------------------------------------------
 # The fixture
 # --------------------------------------------------------------------------------------
 
@@ -520,8 +428,10 @@ def rel() -> types.SimpleNamespace:
         names_argument=names_argument,
         assert_refusal=assert_refusal,
         memory_guard=memory_guard,
-        bundle_entry=bundle_entry,
-        write_tf1_checkpoint=write_tf1_checkpoint,
+        bundle_entry=tf_bundle.bundle_entry,
+        write_tf1_checkpoint=lambda prefix, variables, overrides: tf_bundle.write_checkpoint(
+            prefix, variables, overrides=overrides
+        ),
         mask=mask,
         crc32c=crc32c,
     )
