@@ -382,6 +382,12 @@ def main() -> None:
                 f"| {impl} | {med(res[impl], 'batch32'):,.0f} | "
                 f"{med(res[impl], 'batch1024'):,.0f} |"
             )
+        if "torch" in impls:
+            for key in ("batch32", "batch1024"):
+                ratio, low, high = paired_ratio(res, "layerkit", "torch", key)
+                print(
+                    f"\nlayerkit / PyTorch throughput, {key}: {ratio:.2f}x ({low:.2f}-{high:.2f})"
+                )
 
     if "scaling" in options.only:
         impls = ["layerkit", *(["torch"] if "torch" in peers else [])]

@@ -4,12 +4,14 @@ and leaves the model's weights bitwise unchanged."""
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 import pytest
 
 import layerkit as lk
 from layerkit.layers import Dense, Input
+from layerkit.validation import check_finite
 
 
 @pytest.fixture
@@ -169,6 +171,18 @@ def test_nan_or_inf_inputs(model, data, bad_value, method):
         *args,
         verbose=0,
     )
+
+
+def test_finite_check_of_huge_values():
+    # The finite check sums each chunk first: a sum that overflows (values near the float32
+    # maximum) must fall back to the element check, neither rejecting finite data nor warning.
+    x = np.full((16, 784), 3e38, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_finite(x, "x")
+        x[5, 3] = -np.inf
+        with pytest.raises(ValueError, match=r"Invalid x: .*NaN or infinite.*sample 5"):
+            check_finite(x, "x")
 
 
 @pytest.mark.parametrize("method", ["fit", "evaluate", "predict"])
