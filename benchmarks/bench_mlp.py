@@ -13,6 +13,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -42,6 +43,18 @@ def load(n_train: int | None = None):
 
 
 # --- workers: each returns a dict of measurements ---------------------------------------
+def throughput(run, samples: int, repeats: int = 3) -> float:
+    """Samples per second of ``run()``: the median of ``repeats`` timed calls after one
+    untimed call (which allocates what the steady state reuses)."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return samples / statistics.median(times)
+
+
 def layerkit_model(sizes, frozen=0, optimizer="adam"):
     import layerkit as lk
 
@@ -84,13 +97,11 @@ def work_layerkit(task, args):
         return {"seconds": time.perf_counter() - start}
     if task == "predict":
         model = layerkit_model(SIZES)
-        model.predict(xt[:1024])
-        out = {}
-        for batch in (32, 1024):
-            start = time.perf_counter()
-            model.predict(xt, batch_size=batch)
-            out[f"batch{batch}"] = len(xt) / (time.perf_counter() - start)
-        return out
+        run = functools.partial(model.predict, xt)
+        return {
+            f"batch{batch}": throughput(functools.partial(run, batch_size=batch), len(xt))
+            for batch in (32, 1024)
+        }
     raise ValueError(task)
 
 
@@ -143,15 +154,15 @@ def work_torch(task, args):
     if task == "predict":
         model = model_of(SIZES).eval()
         XT = torch.from_numpy(xt)
-        out = {}
+
+        def predict(batch):  # outputs kept, as predict keeps them
+            return torch.cat([model(XT[lo : lo + batch]) for lo in range(0, len(XT), batch)])
+
         with torch.no_grad():
-            model(XT[:1024])
-            for batch in (32, 1024):
-                start = time.perf_counter()
-                for lo in range(0, len(XT), batch):
-                    model(XT[lo : lo + batch])
-                out[f"batch{batch}"] = len(XT) / (time.perf_counter() - start)
-        return out
+            return {
+                f"batch{batch}": throughput(functools.partial(predict, batch), len(XT))
+                for batch in (32, 1024)
+            }
     raise ValueError(task)
 
 
