@@ -19,7 +19,7 @@ def _positive_int(value: Any, argument: str) -> int:
     return int(value)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=32)
 def _ones(n: int, dtype: np.dtype) -> np.ndarray:
     ones = np.ones(n, dtype)
     ones.flags.writeable = False
