@@ -31,6 +31,7 @@ if "--distributed" in sys.argv[1:]:
         os.environ.setdefault(_name, _threads)
 
 import numpy as np  # after the thread settings above
+from _common import at_least, check_input, prepare_output
 
 import layerkit as lk
 from layerkit.datasets import mnist
@@ -72,7 +73,9 @@ def build_model() -> lk.Sequential:
 
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
+    parser.add_argument(
+        "--epochs", type=at_least(1), default=30, help="maximum epochs (default 30)"
+    )
     parser.add_argument("--out", default="mnist_mlp.h5", help="saved model (default mnist_mlp.h5)")
     parser.add_argument("--data", default=None, help="folder holding the MNIST files")
     parser.add_argument("--quick", action="store_true", help="a few thousand samples, one epoch")
@@ -82,9 +85,19 @@ def main(argv: list[str] | None = None) -> float:
         "--distributed", action="store_true", help="data-parallel over the ranks of mpiexec"
     )
     args = parser.parse_args(argv)
+    # Before training (and before MPI starts): a bad path must not cost a whole run.
+    check_input(parser, "--data", args.data)
+    prepare_output(parser, "--out", args.out)
+    prepare_output(parser, "--plot", args.plot, plot=True)
 
     strategy = lk.distributed.MPI() if args.distributed else None
     chief = strategy is None or strategy.is_chief  # the one process that prints and saves
+    if strategy is not None and strategy.size == 1:
+        print(
+            "warning: --distributed, but this process is the only rank (not started by "
+            "mpiexec?): training on 1 rank. Run: mpiexec -n 2 python mnist_mlp.py --distributed",
+            file=sys.stderr,
+        )
     lk.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data, args.quick)
     epochs = 1 if args.quick else args.epochs
@@ -133,9 +146,11 @@ def main(argv: list[str] | None = None) -> float:
         if len(set(accuracies)) != 1:
             raise RuntimeError(f"The ranks disagree on the test accuracy: {accuracies}")
         if chief:
-            print(f"{strategy.size} ranks, each with test_accuracy={accuracy:.4f}")
+            ranks = "1 rank" if strategy.size == 1 else f"{strategy.size} ranks, each"
+            print(f"{ranks} with test_accuracy={accuracy:.4f}")
     if chief:
-        print(f"trained {len(history.epoch)} epochs in {seconds:.1f} s; saved {args.out}")
+        epochs_run = f"{len(history.epoch)} epoch" + ("" if len(history.epoch) == 1 else "s")
+        print(f"trained {epochs_run} in {seconds:.1f} s; saved {args.out}")
         print(f"test_loss={loss:.4f}")
         print(f"test_accuracy={accuracy:.4f}")
     return accuracy

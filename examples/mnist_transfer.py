@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from _common import at_least, check_input, prepare_output
 from mnist_mlp import load_mnist
 
 import layerkit as lk
@@ -58,11 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mnist_mlp.h5", help="model saved by mnist_mlp.py")
     parser.add_argument("--data", default=None, help="folder holding the MNIST files")
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=at_least(1), default=5, help="epochs (default 5)")
     parser.add_argument("--quick", action="store_true", help="a few thousand samples, one epoch")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--plot", default=None, help="write the training curves to this PNG")
     args = parser.parse_args(argv)
+    check_input(parser, "--model", args.model)
+    check_input(parser, "--data", args.data)
+    prepare_output(parser, "--plot", args.plot, plot=True)
     epochs = 1 if args.quick else args.epochs
     data = load_mnist(args.data, args.quick)
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 
 import numpy as np
+from _common import at_least, check_input, prepare_output
 from mnist_mlp import HIDDEN, load_mnist
 
 import layerkit as lk
@@ -170,12 +171,24 @@ def run_seed(data, seed: int, base_epochs: int, epochs: int, folder: str) -> tup
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="folder holding the MNIST files")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=200, help="max epochs per transfer row")
-    parser.add_argument("--base-epochs", type=int, default=20)
+    parser.add_argument(
+        "--seeds", type=at_least(1), default=3, help="runs to average (default 3)"
+    )
+    parser.add_argument(
+        "--epochs", type=at_least(1), default=200, help="max epochs per transfer row"
+    )
+    parser.add_argument(
+        "--base-epochs", type=at_least(1), default=20, help="epochs of the base model"
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, few epochs")
-    parser.add_argument("--plot", default=None, help="write a bar chart of the table to this PNG")
+    parser.add_argument(
+        "--plot",
+        default=None,
+        help="write the training curves of row 5 (fine-tuning), first seed, to this PNG",
+    )
     args = parser.parse_args(argv)
+    check_input(parser, "--data", args.data)
+    prepare_output(parser, "--plot", args.plot, plot=True)
     seeds, epochs, base_epochs = args.seeds, args.epochs, args.base_epochs
     if args.quick:
         seeds, epochs, base_epochs = 1, 5, 1

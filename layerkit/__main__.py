@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -15,7 +16,15 @@ def _describe_layerkit(path: str) -> list[str]:
         f"format: layerkit v{snapshot.format_version} ({snapshot.kind}), "
         f"written by layerkit {snapshot.written_by}"
     ]
-    lines.append("layers:")
+    if snapshot.layers:
+        lines.append("layers:")
+    elif _saved_unbuilt(snapshot.config):
+        lines.append(
+            "layers: none, the model was saved unbuilt (no weights yet): give it an Input "
+            "layer, or build or fit it, before saving"
+        )
+    else:
+        lines.append("layers: none with weights (its layers have no weights)")
     for stored in snapshot.layers:
         frozen = "  [frozen]" if stored.name in snapshot.frozen else ""
         lines.append(f"  {stored.name} ({stored.class_name}){frozen}")
@@ -43,23 +52,51 @@ def _describe_layerkit(path: str) -> list[str]:
     return lines
 
 
+def _saved_unbuilt(config: dict | None) -> bool:
+    """Whether a model config says the model had no input shape when it was saved."""
+    return (
+        isinstance(config, dict)
+        and "build_input_shape" in config
+        and config["build_input_shape"] is None
+    )
+
+
 def _describe_foreign(path: str) -> list[str]:
     from .io import keras_files
+    from .io.tf1_checkpoint import resolve_checkpoint_prefix
     from .io.weights import read_any
 
     kind = keras_files.detect_format(path)
-    lines = [f"format: {kind}", "layers:"]
-    for stored in read_any(path):
+    lines = [f"format: {kind}"]
+    if kind == "tf1_checkpoint":
+        prefix = os.fspath(resolve_checkpoint_prefix(path))
+        if prefix != path:  # a folder's 'checkpoint' file, or one of the prefix's files
+            lines.append(f"checkpoint prefix: {prefix}")
+    stored_layers = read_any(path)
+    lines.append("layers:" if stored_layers else "layers: none with weights")
+    for stored in stored_layers:
         lines.append(f"  {stored.name}" + (f" ({stored.class_name})" if stored.class_name else ""))
         for key, array in stored.weights.items():
             lines.append(f"    {key}: shape={tuple(array.shape)} dtype={array.dtype}")
     return lines
 
 
-def inspect(path: str) -> str:
-    """Returns a text description of the file at ``path``."""
+def inspect(path: str | bytes | os.PathLike) -> str:
+    """Returns a text description of the file at ``path``.
+
+    Raises:
+        TypeError: ``path`` is not a str, bytes or os.PathLike.
+        FileNotFoundError, ValueError: nothing readable is at ``path``; the message names it.
+    """
     from .io.checkpoint import is_layerkit_checkpoint
 
+    try:
+        path = os.fsdecode(path)
+    except TypeError:
+        raise TypeError(
+            "Expected path to be a str, bytes or os.PathLike. "
+            f"Received: path={path!r:.100} of type {type(path).__name__}"
+        ) from None
     if is_layerkit_checkpoint(path):
         return "\n".join(_describe_layerkit(path))
     return "\n".join(_describe_foreign(path))

@@ -78,7 +78,9 @@ class MPI:
     """Data-parallel training over the ranks of an MPI communicator.
 
     Pass it to ``fit`` and ``evaluate`` as ``distribute=``. Create it once per process;
-    every rank must make the same calls in the same order (MPI collectives).
+    every rank must make the same calls in the same order (MPI collectives). With more
+    than one rank, creating it also makes an uncaught exception anywhere in the script
+    end every rank (``MPI_Abort``) rather than leave the others waiting for ever.
 
     Args:
         comm: an ``mpi4py`` intra-communicator; ``MPI.COMM_WORLD`` when None.
@@ -120,6 +122,7 @@ class MPI:
         self.size: int = comm.Get_size()
         self.allreduce_seconds = 0.0
         self.allreduce_steps = 0
+        _install_abort_hook(mpi.COMM_WORLD)
         _warn_if_oversubscribed()
 
     @property
@@ -274,6 +277,44 @@ class MPI:
         for layer, state in zip(layers, states):
             if state:
                 layer.load_training_state(_jumped(state, self.rank))
+
+
+_abort_hook_installed = False
+
+
+def _install_abort_hook(world: Any) -> None:
+    """Makes an uncaught exception on any rank end every rank (once per process).
+
+    :meth:`MPI.guard` covers ``fit`` and ``evaluate``; this covers the rest of the script,
+    such as rank 0 alone plotting or saving after ``fit`` while the other ranks wait in a
+    collective for ever. As ``python -m mpi4py`` does, the hook prints the traceback
+    (through the hook it replaces) and calls ``MPI_Abort`` on ``world``. With one rank
+    nothing is installed: the exception ends the process as usual. A ``sys.exit()`` on one
+    rank is not an exception Python reports, so it is not covered.
+    """
+    global _abort_hook_installed
+    if _abort_hook_installed or world.Get_size() == 1:
+        return
+    _abort_hook_installed = True
+    previous = sys.excepthook
+    rank, size = world.Get_rank(), world.Get_size()
+
+    def abort_every_rank(kind, value, tb) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+            previous(kind, value, tb)
+        finally:
+            with contextlib.suppress(Exception):
+                print(
+                    f"layerkit: rank {rank} of {size} ended with an uncaught {kind.__name__}; "
+                    "aborting every rank (MPI_Abort).",
+                    file=sys.stderr,
+                )
+                sys.stderr.flush()
+            world.Abort(1)
+
+    sys.excepthook = abort_every_rank
 
 
 def _env_int(*names: str) -> int | None:

@@ -1,8 +1,9 @@
 """MNIST handwritten digits, loaded as Keras's ``keras.datasets.mnist.load_data`` does.
 
 The loader reads the four standard IDX files (gzip-compressed or not) or a Keras-style
-``mnist.npz``. It looks, in order, in the ``path`` argument, in ``$LAYERKIT_DATA/mnist`` and in
-the cache folder ``~/.layerkit/datasets/mnist`` (``$LAYERKIT_HOME/datasets/mnist`` when
+``mnist.npz``. Given a ``path``, it reads the data there or raises: a mistyped path never
+falls back to other data. Without one, it looks in ``$LAYERKIT_DATA/mnist`` and then in the
+cache folder ``~/.layerkit/datasets/mnist`` (``$LAYERKIT_HOME/datasets/mnist`` when
 ``LAYERKIT_HOME`` is set); only then does it try to download the files into the cache.
 
 Example:
@@ -76,18 +77,20 @@ def load_data(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]
     Args:
         path: A folder holding the four IDX files (``train-images-idx3-ubyte`` and so on, each
             optionally ending in ``.gz``) or a ``mnist.npz``, or the path of a ``mnist.npz``
-            with Keras's keys ``x_train``, ``y_train``, ``x_test``, ``y_test``. When it does not
-            hold the data, ``$LAYERKIT_DATA/mnist`` and then the cache folder
-            ``~/.layerkit/datasets/mnist`` are searched, and last the files are downloaded into
-            the cache. In a folder holding both, ``mnist.npz`` wins over the IDX files.
+            with Keras's keys ``x_train``, ``y_train``, ``x_test``, ``y_test``. In a folder
+            holding both, ``mnist.npz`` wins over the IDX files. Only this path is read: when
+            it does not hold the data, that is an error. When None, ``$LAYERKIT_DATA/mnist``
+            and then the cache folder ``~/.layerkit/datasets/mnist`` are searched, and last
+            the files are downloaded into the cache.
 
     Returns:
         ``(x_train, y_train), (x_test, y_test)``: uint8 images of shape ``(n, 28, 28)`` with
         grey levels 0-255 and uint8 labels of shape ``(n,)`` with digits 0-9.
 
     Raises:
-        FileNotFoundError: The files are in none of the places searched and could not be
-            downloaded. The message lists every place searched.
+        FileNotFoundError: ``path`` does not exist or does not hold the data (the message
+            names it and says what is missing); or, without ``path``, the files are in none
+            of the places searched and could not be downloaded (the message lists them).
         ValueError: A file is corrupt, truncated, padded or not what its name says; the
             message names the file.
 
@@ -96,12 +99,14 @@ def load_data(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]
         >>> x_train.dtype, x_train.shape, y_test.shape
         (dtype('uint8'), (60000, 28, 28), (10000,))
     """
+    if path is not None:
+        return _load_explicit(path)
     looked = []
-    for where, location in _search_locations(path):
+    for where, location in _search_locations():
         if location is None:
             looked.append(f"{where}: not searched, LAYERKIT_DATA is not set")
             continue
-        source, reason = _locate(location, explicit=where.startswith("path="))
+        source, reason = _locate(location, explicit=False)
         if source is not None:
             return _load(source)
         looked.append(f"{where}: {reason}")
@@ -117,6 +122,26 @@ def load_data(path: str | os.PathLike[str] | None = None) -> tuple[Split, Split]
     if source is None:  # Only if a replaced downloader stored nothing usable.
         looked.append(f"{cache} after downloading: {reason}")
         raise FileNotFoundError(_not_found_message(looked, cache))
+    return _load(source)
+
+
+def _load_explicit(path: str | os.PathLike[str]) -> tuple[Split, Split]:
+    """Loads the data at a path the caller named, or raises: never the data of another place."""
+    location = os.path.expanduser(os.fsdecode(path))
+    if not os.path.exists(location):
+        raise FileNotFoundError(
+            f"load_data: `path` does not exist. Received: path={location!r}; expected a folder "
+            f"holding the four IDX files or a {NPZ_NAME}, or the path of a {NPZ_NAME}. "
+            "Pass path=None to search $LAYERKIT_DATA/mnist and the cache instead."
+        )
+    source, reason = _locate(location, explicit=True)
+    if source is None:
+        raise FileNotFoundError(
+            f"load_data: `path` {reason}. Received: path={location!r}; expected a folder "
+            f"holding the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            f"t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each optionally .gz) or a "
+            f"{NPZ_NAME}. Pass path=None to search $LAYERKIT_DATA/mnist and the cache instead."
+        )
     return _load(source)
 
 
@@ -153,15 +178,13 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
         f.write(payload)
 
 
-def _search_locations(path: str | os.PathLike[str] | None) -> list[tuple[str, str | None]]:
-    """Returns ``(description, location)`` pairs in search order, the cache last.
+def _search_locations() -> list[tuple[str, str | None]]:
+    """Returns ``(description, location)`` pairs in search order when no ``path`` is given,
+    the cache last.
 
     The location is None for ``$LAYERKIT_DATA/mnist`` when the variable is not set.
     """
     locations = []
-    if path is not None:
-        location = os.path.expanduser(os.fspath(path))
-        locations.append((f"path={location!r}", location))
     data_root = os.environ.get("LAYERKIT_DATA")
     if data_root:
         location = os.path.join(os.path.expanduser(data_root), "mnist")

@@ -52,6 +52,9 @@ PathLike = str | os.PathLike
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _TABLE_MAGIC = (0xDB4775248B80FB57).to_bytes(8, "little")
+_ZIP_MAGIC = b"PK\x03\x04"
+# A TensorFlow checkpoint's data file: ``<prefix>.data-00000-of-00001``.
+_TF_SHARD = re.compile(r".+(\.data-\d{5}-of-\d{5})")
 _WEIGHTS_MEMBER = "model.weights.h5"
 _CONFIG_MEMBER = "config.json"
 # A weights member bigger than this, or more compressed than this, is refused unread.
@@ -157,8 +160,9 @@ def detect_format(path: PathLike) -> str:
     """Say which kind of weights file ``path`` is, by its content rather than its suffix.
 
     Args:
-        path: a file, a TensorFlow checkpoint prefix (``prefix.index`` exists), or a folder
-            holding a TensorFlow ``checkpoint`` file.
+        path: a file, a TensorFlow checkpoint prefix (``prefix.index`` exists) or one of its
+            files, or a folder holding a TensorFlow ``checkpoint`` file; str, bytes or
+            os.PathLike.
 
     Returns:
         One of ``"keras3_weights"``, ``"legacy_h5"``, ``"keras_archive"``,
@@ -166,13 +170,15 @@ def detect_format(path: PathLike) -> str:
 
     Raises:
         FileNotFoundError: nothing exists at ``path``.
-        FormatError: the content is none of these.
+        FormatError: the content is none of these; the message says when the file is
+            empty, a truncated zip archive or a checkpoint's data shard.
+        TypeError: ``path`` is not a path.
 
     Example:
         >>> detect_format("model.weights.h5")  # doctest: +SKIP
         'keras3_weights'
     """
-    p = os.fspath(path)
+    p = _path_text(path)
     if os.path.isdir(p):
         if not os.path.isfile(os.path.join(p, "checkpoint")):
             raise _fail(p, "folder", "no TensorFlow 'checkpoint' file in this folder")
@@ -184,6 +190,8 @@ def detect_format(path: PathLike) -> str:
     if not os.path.isfile(p):
         raise _fail(p, "file", "not a regular file")  # devices and pipes could block reads
     size = os.path.getsize(p)
+    if size == 0:
+        raise _fail(p, "file", "empty (0 bytes); expected a weights file")
     if _has_hdf5_signature(p, size):
         with _open_hdf5(p, p) as f:
             return _hdf5_kind(f, p)
@@ -191,7 +199,44 @@ def detect_format(path: PathLike) -> str:
         return _archive_kind(p)
     if os.path.isfile(p + ".index") or _has_table_magic(p, size):
         return "tf1_checkpoint"
-    raise _fail(p, "file", "neither HDF5, a zip archive nor a TensorFlow checkpoint")
+    shard = _TF_SHARD.fullmatch(os.path.basename(p))
+    if shard and os.path.isfile(p[: -len(shard.group(1))] + ".index"):
+        return "tf1_checkpoint"  # one of the checkpoint's files, as for its .index
+    raise _fail(p, "file", _unknown_content(p))
+
+
+def _path_text(path: PathLike) -> str:
+    """``path`` as text: str, bytes (decoded as the file system does) or os.PathLike."""
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise TypeError(
+            "Expected path to be a str, bytes or os.PathLike. "
+            f"Received: path={path!r:.100} of type {type(path).__name__}"
+        ) from None
+
+
+def _unknown_content(path: str) -> str:
+    """Why a file that is neither HDF5, a zip archive nor a checkpoint index is refused,
+    with a hint for the damaged and the misnamed files users actually pass."""
+    shard = _TF_SHARD.fullmatch(os.path.basename(path))
+    if shard:
+        prefix = path[: -len(shard.group(1))]
+        return (
+            f"a data shard of a TensorFlow checkpoint whose index {prefix}.index is missing; "
+            f"pass the checkpoint prefix {prefix!r} (the path without {shard.group(1)!r}, "
+            "with its .index file next to it)"
+        )
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == _ZIP_MAGIC:
+        return (
+            "a truncated or damaged zip archive (such as a .keras file cut short): it starts "
+            "like a zip archive but its end-of-archive record is missing or unreadable"
+        )
+    if head == _HDF5_SIGNATURE[:4]:
+        return "a truncated HDF5 file: it starts like HDF5 but is too short to hold one"
+    return "neither HDF5, a zip archive nor a TensorFlow checkpoint"
 
 
 # --------------------------------------------------------------------------------------

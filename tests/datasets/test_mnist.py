@@ -139,10 +139,32 @@ def test_search_order_path_then_env_then_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LAYERKIT_DATA", str(tmp_path / "data"))
 
     assert_loaded(mnist.load_data(tmp_path / "given"), from_path)
-    assert_loaded(mnist.load_data(tmp_path / "absent"), from_env)
     assert_loaded(mnist.load_data(), from_env)
     monkeypatch.delenv("LAYERKIT_DATA")
     assert_loaded(mnist.load_data(), from_cache)
+
+
+def test_explicit_path_that_does_not_exist_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    # Data elsewhere that a typo must not silently train on.
+    write_dataset(tmp_path / "data" / "mnist", make_arrays(label_offset=2))
+    write_dataset(mnist._cache_dir(), make_arrays(label_offset=3))
+    monkeypatch.setenv("LAYERKIT_DATA", str(tmp_path / "data"))
+    absent = tmp_path / "absent"
+    for given in (absent, str(absent), os.fsencode(absent)):
+        with pytest.raises(FileNotFoundError) as excinfo:
+            mnist.load_data(given)
+        message = str(excinfo.value)
+        assert f"Received: path={str(absent)!r}" in message
+        assert "`path` does not exist" in message
+        assert "path=None" in message
+
+
+def test_explicit_folder_without_the_data_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    write_dataset(tmp_path / "data" / "mnist", make_arrays(label_offset=2))
+    monkeypatch.setenv("LAYERKIT_DATA", str(tmp_path / "data"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"`path` holds neither mnist\.npz nor the IDX"):
+        mnist.load_data(tmp_path / "empty")
 
 
 def test_cache_defaults_to_home_folder(tmp_path, monkeypatch):
@@ -151,12 +173,21 @@ def test_cache_defaults_to_home_folder(tmp_path, monkeypatch):
     assert mnist._cache_dir() == str(tmp_path / ".layerkit" / "datasets" / "mnist")
 
 
-def test_incomplete_folder_is_skipped_and_reported(tmp_path, monkeypatch):
+def test_incomplete_explicit_folder_is_refused_naming_the_missing_files(tmp_path):
     paths = write_dataset(tmp_path / "partial", make_arrays())
     paths[mnist.TEST_LABELS].unlink()
+    write_dataset(mnist._cache_dir(), make_arrays(label_offset=4))
+    with pytest.raises(FileNotFoundError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\]"):
+        mnist.load_data(tmp_path / "partial")
+
+
+def test_incomplete_searched_folder_is_skipped_and_reported(tmp_path, monkeypatch):
+    paths = write_dataset(tmp_path / "data" / "mnist", make_arrays())
+    paths[mnist.TEST_LABELS].unlink()
+    monkeypatch.setenv("LAYERKIT_DATA", str(tmp_path / "data"))
     arrays = make_arrays(label_offset=4)
     write_dataset(mnist._cache_dir(), arrays)
-    assert_loaded(mnist.load_data(tmp_path / "partial"), arrays)
+    assert_loaded(mnist.load_data(), arrays)
 
     def offline(folder, names):
         raise OSError("network is unreachable")
@@ -164,7 +195,7 @@ def test_incomplete_folder_is_skipped_and_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist, "_download", offline)
     monkeypatch.setenv("LAYERKIT_HOME", str(tmp_path / "empty_home"))
     with pytest.raises(FileNotFoundError, match=r"missing t10k-labels-idx1-ubyte\[\.gz\]"):
-        mnist.load_data(tmp_path / "partial")
+        mnist.load_data()
 
 
 # Validation
@@ -403,12 +434,10 @@ def test_offline_error_lists_every_place_and_the_ways_to_fix_it(tmp_path, monkey
 
     monkeypatch.setattr(mnist, "_download", offline)
     monkeypatch.setenv("LAYERKIT_DATA", str(tmp_path / "data"))
-    given = tmp_path / "given"
     with pytest.raises(FileNotFoundError) as excinfo:
-        mnist.load_data(given)
+        mnist.load_data()
     message = str(excinfo.value)
     cache = mnist._cache_dir()
-    assert f"path={str(given)!r}: does not exist" in message
     assert f"$LAYERKIT_DATA/mnist ({tmp_path / 'data' / 'mnist'}): does not exist" in message
     assert f"cache {cache}: does not exist" in message
     assert "Temporary failure in name resolution" in message

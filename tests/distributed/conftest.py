@@ -52,40 +52,58 @@ def mpiexec() -> str:
     return path
 
 
+def launch(mpiexec: str, ranks: int, args: list[str], cwd, timeout: float, what: str) -> Launch:
+    """Runs ``mpiexec -n RANKS python ARGS...`` in ``cwd``; fails the test if it is still
+    running after ``timeout`` seconds (a rank waiting forever), after killing it whole."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
+    # One BLAS thread per rank: 3 ranks on 2 cores, each with a thread per core, are
+    # an order of magnitude slower. Set here, for these commands only.
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.setdefault("MPLBACKEND", "Agg")
+    command = [mpiexec, "-n", str(ranks), sys.executable, *map(str, args)]
+    start = time.monotonic()
+    # A session of its own, so that a hung job is killed whole (mpiexec, its proxies
+    # and every rank), not just mpiexec.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(
+            f"mpiexec -n {ranks} ({what}) still ran after {timeout} s: a rank is waiting "
+            f"forever.\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
+        )
+    return Launch(process.returncode, stdout, stderr, time.monotonic() - start)
+
+
 @pytest.fixture
 def run_mpi(mpiexec) -> Callable[..., Launch]:
     """``run_mpi(ranks, mode, directory, timeout=120)`` runs ``mpi_worker.py MODE DIR`` on
     ``ranks`` ranks and returns its exit status, output and wall time."""
 
     def run(ranks: int, mode: str, directory, timeout: float = 120) -> Launch:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-        # One BLAS thread per rank: 3 ranks on 2 cores, each with a thread per core, are
-        # an order of magnitude slower. Set here, for these commands only.
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        command = [mpiexec, "-n", str(ranks), sys.executable, WORKER, mode, str(directory)]
-        start = time.monotonic()
-        # A session of its own, so that a hung job is killed whole (mpiexec, its proxies
-        # and every rank), not just mpiexec.
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=directory,
-            start_new_session=True,
-        )
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            pytest.fail(
-                f"mpiexec -n {ranks} ({mode}) still ran after {timeout} s: a rank is waiting "
-                f"forever.\nstdout:\n{stdout[-3000:]}\nstderr:\n{stderr[-3000:]}"
-            )
-        return Launch(process.returncode, stdout, stderr, time.monotonic() - start)
+        return launch(mpiexec, ranks, [WORKER, mode, directory], directory, timeout, mode)
+
+    return run
+
+
+@pytest.fixture
+def run_mpi_script(mpiexec) -> Callable[..., Launch]:
+    """``run_mpi_script(ranks, args, cwd, timeout=60)`` runs ``python ARGS...`` (a script
+    and its arguments) on ``ranks`` ranks and returns its exit status, output and wall time."""
+
+    def run(ranks: int, args: list, cwd, timeout: float = 60) -> Launch:
+        return launch(mpiexec, ranks, args, cwd, timeout, " ".join(map(str, args))[:200])
 
     return run
 
