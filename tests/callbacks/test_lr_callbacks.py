@@ -8,7 +8,11 @@ driven by scripted monitor values, so that every expected reduction is known in 
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -153,13 +157,197 @@ def test_scheduler_verbose_announces_each_rate(capsys):
     assert "Epoch 2: LearningRateScheduler setting learning rate to 0.25." in out
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, "0.1", None, True])
+@pytest.mark.parametrize(
+    "bad",
+    [math.nan, math.inf, "0.1", None, True, np.bool_(True), np.float32("nan"), np.array([0.1]), 1j],
+)
 def test_scheduler_refuses_a_non_finite_or_non_float_rate(bad):
     model = make_model()
     schedule = LearningRateScheduler(lambda epoch, lr: LR0 if epoch == 0 else bad)
     with pytest.raises(ValueError, match="at epoch 1"):
         fit(model, [schedule], 3)
     assert model.optimizer.learning_rate == LR0  # the bad value was never applied
+
+
+# Keras 3 is the reference for what a schedule may look like and return. It runs in a
+# subprocess (KERAS_BACKEND=torch): layerkit's own process never imports Keras.
+KERAS_SCRIPT = r"""
+import json, sys
+import numpy as np
+try:
+    import keras
+except ImportError as error:
+    print("KERAS_UNAVAILABLE", error)
+    sys.exit(3)
+
+x = np.random.default_rng(5).normal(size=(32, 4)).astype("float32")
+y = x[:, :1]
+SCHEDULES = {
+    "one_argument": lambda epoch: 0.1 * 0.5**epoch,
+    "numpy_float32": lambda epoch, lr: np.float32(lr * 0.5),
+    "numpy_float64_one_argument": lambda epoch: np.float64(0.3 / (epoch + 1)),
+}
+results = {}
+for name, schedule in SCHEDULES.items():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss="mse")
+    used = {}
+    epoch_of = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs=None: epoch_of.append(epoch),
+        on_train_batch_begin=lambda batch, logs=None: used.setdefault(
+            epoch_of[-1], float(model.optimizer.learning_rate)
+        ),
+    )
+    history = model.fit(
+        x, y, epochs=3, batch_size=16, verbose=0,
+        callbacks=[keras.callbacks.LearningRateScheduler(schedule), record],
+    )
+    results[name] = {
+        "used": [used[e] for e in sorted(used)],
+        "logged": [float(v) for v in history.history["learning_rate"]],
+    }
+json.dump(results, open(sys.argv[1], "w"))
+"""
+
+LAYERKIT_SCHEDULES = {
+    "one_argument": lambda epoch: 0.1 * 0.5**epoch,
+    "numpy_float32": lambda epoch, lr: np.float32(lr * 0.5),
+    "numpy_float64_one_argument": lambda epoch: np.float64(0.3 / (epoch + 1)),
+}
+
+
+@pytest.fixture(scope="module")
+def keras_rates(tmp_path_factory):
+    out = tmp_path_factory.mktemp("keras_lr") / "rates.json"
+    result = subprocess.run(
+        [sys.executable, "-c", KERAS_SCRIPT, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, KERAS_BACKEND="torch"),
+    )
+    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
+        pytest.fail(
+            "These tests need Keras 3 with the PyTorch backend: pip install 'keras>=3' torch. "
+            + result.stdout.strip(),
+            pytrace=False,
+        )
+    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", list(LAYERKIT_SCHEDULES))
+def test_scheduler_matches_keras_for_one_argument_and_numpy_schedules(keras_rates, name):
+    model = make_model()
+    recorder = Recorder(model)
+    schedule = LearningRateScheduler(LAYERKIT_SCHEDULES[name])
+    history = fit(model, [recorder.before, schedule, recorder.after], 3)
+    reference = keras_rates[name]
+    assert len(reference["used"]) == 3
+    # Keras keeps the rate in a float32 variable: agreement to float32 precision.
+    assert recorder.used_list == pytest.approx(reference["used"], rel=1e-6)
+    assert history.history["learning_rate"] == pytest.approx(reference["logged"], rel=1e-6)
+    assert all(type(lr) is float for lr in history.history["learning_rate"])
+
+
+def test_one_argument_schedule_gets_the_epoch_only():
+    model = make_model()
+    calls = []
+
+    def schedule(epoch):
+        calls.append(epoch)
+        return 0.1 * 0.5**epoch
+
+    history = fit(model, [LearningRateScheduler(schedule)], 3)
+    assert calls == [0, 1, 2]
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.025], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "value", [np.float32(0.125), np.float64(0.125), np.float16(0.125), np.array(0.125)]
+)
+def test_scheduler_accepts_numpy_scalars_and_0d_arrays(value):
+    model = make_model()
+    fit(model, [LearningRateScheduler(lambda epoch, lr: value)], 1)
+    assert model.optimizer.learning_rate == 0.125
+    assert type(model.optimizer.learning_rate) is float
+
+
+def test_scheduler_accepts_numpy_integers_like_python_ints():
+    model = make_model()
+    fit(model, [LearningRateScheduler(lambda epoch: np.int64(epoch))], 2)
+    assert model.optimizer.learning_rate == 1.0
+
+
+def test_type_error_inside_the_schedule_is_not_swallowed():
+    """The signature decides how to call; a TypeError raised by the user's code is theirs."""
+    model = make_model()
+    calls = []
+
+    def schedule(epoch, lr):
+        calls.append((epoch, lr))
+        return lr + "oops"  # a bug in the schedule
+
+    with pytest.raises(TypeError, match="unsupported operand"):
+        fit(model, [LearningRateScheduler(schedule)], 2)
+    assert calls == [(0, LR0)]  # called once, never retried as schedule(epoch)
+
+
+class UnreadableSignature:
+    """A one-argument callable whose signature inspect cannot read."""
+
+    __signature__ = "unreadable"
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, *args):
+        self.calls.append(args)
+        if len(args) != 1:
+            raise TypeError("takes 1 positional argument")
+        return 0.2 / (args[0] + 1)
+
+
+def test_unreadable_signature_falls_back_to_keras_try():
+    model = make_model()
+    schedule = UnreadableSignature()
+    history = fit(model, [LearningRateScheduler(schedule)], 2)
+    assert history.history["learning_rate"] == pytest.approx([0.2, 0.1], rel=1e-12)
+    assert schedule.calls == [(0, LR0), (0,), (1, 0.2), (1,)]
+
+
+def _scheduled_model():
+    lk.utils.set_random_seed(0)
+    model = lk.Sequential([Input((4,)), Dense(3, activation="tanh"), Dense(1)])
+    decay = lk.optim.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    model.compile(optimizer=lk.optim.SGD(learning_rate=decay), loss="mse")
+    return model, decay
+
+
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        pytest.param(lambda: LearningRateScheduler(lambda epoch, lr: 0.5), id="scheduler"),
+        pytest.param(lambda: ReduceLROnPlateau(monitor="loss", patience=0), id="plateau"),
+    ],
+)
+def test_lr_callbacks_refuse_an_optimizer_schedule_before_any_epoch(make_callback):
+    model, decay = _scheduled_model()
+    before = model.get_weights()
+    epochs_begun = []
+    callback = make_callback()
+    watch = LambdaCallback(on_epoch_begin=lambda epoch, logs=None: epochs_begun.append(epoch))
+    with pytest.raises(TypeError) as info:
+        fit(model, [callback, watch], 3)
+    message = str(info.value)
+    assert type(callback).__name__ in message
+    assert "ExponentialDecay" in message
+    assert "not settable" in message
+    assert epochs_begun == []
+    assert model.optimizer.schedule is decay  # the schedule is still in place
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 # --- ReduceLROnPlateau -------------------------------------------------------------------------
