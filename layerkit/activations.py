@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .registry import lookup
+from .validation import check_number
 
 __all__ = ["elu", "get", "leaky_relu", "linear", "relu", "serialize", "sigmoid", "softmax", "tanh"]
 
@@ -85,15 +86,17 @@ class LeakyReLU(ActivationFunction):
     name = "leaky_relu"
 
     def __init__(self, negative_slope: float = 0.2) -> None:
-        self.negative_slope = float(negative_slope)
+        # As Keras's LeakyReLU layer: a negative slope would make y's sign ambiguous.
+        self.negative_slope = check_number(negative_slope, "negative_slope", minimum=0.0)
 
     def forward_(self, z):
         np.multiply(z, self.negative_slope, out=z, where=z < 0)
         return z
 
     def backward_(self, dy, y):
-        # y < 0 exactly where z < 0 because the slope is positive.
-        np.multiply(dy, self.negative_slope, out=dy, where=y < 0)
+        # y <= 0 exactly where z <= 0 because the slope is not negative (with a slope of 0,
+        # y is -0.0 there, so ``y < 0`` would miss it); at z = 0 the slope is used, as torch.
+        np.multiply(dy, self.negative_slope, out=dy, where=y <= 0)
         return dy
 
 
@@ -101,7 +104,8 @@ class ELU(ActivationFunction):
     name = "elu"
 
     def __init__(self, alpha: float = 1.0) -> None:
-        self.alpha = float(alpha)
+        # The backward pass reads the sign of z from y, which needs alpha > 0.
+        self.alpha = check_number(alpha, "alpha", minimum=0.0, exclusive_minimum=True)
 
     def forward_(self, z):
         negative = z < 0

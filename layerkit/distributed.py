@@ -226,10 +226,23 @@ class MPI:
             for p in model.weights:
                 self.comm.Bcast(p.value, root=0)
         position = self.broadcast(
-            (model._epochs_done, model._resume_from_epoch, rng_state(model._shuffle_rng))
+            (
+                model._epochs_done,
+                model._resume_from_epoch,
+                rng_state(model._shuffle_rng),
+                model._resume_in_epoch,
+            )
         )
         model._epochs_done, model._resume_from_epoch = position[0], position[1]
         model._shuffle_rng = rng_from_state(position[2])
+        # A mid-epoch backup's running totals are rank 0's share (each rank sums its own
+        # rows): the other ranks continue from zero, so the resumed epoch's logged loss
+        # and metrics cover rank 0's earlier rows only; the weights are exact.
+        resume = position[3]
+        if resume is not None and not self.is_chief:
+            resume = {**resume, "loss_total": 0.0, "seen": 0}
+            resume["metrics"] = [[0.0, 0] for _ in resume["metrics"]]
+        model._resume_in_epoch = resume
         if model.optimizer is not None:
             self._broadcast_optimizer(model.optimizer, model.weights)
 

@@ -9,6 +9,9 @@ Keras 3's definitions, with ``fan_in, fan_out`` the kernel's input and output si
 * ``random_normal`` N(0, 0.05), ``random_uniform`` U(-0.05, 0.05), ``zeros``, ``ones``,
   ``constant(value)``.
 
+Each name is also the class, as in Keras 3: ``lk.initializers.he_normal(seed=0)`` is
+``HeNormal(seed=0)``. Numeric options accept numpy scalars (``stddev=np.float32(0.1)``).
+
 The truncated normals redraw values beyond two standard deviations; 0.8796 is the
 standard deviation of a unit normal truncated there, so the result has std ``s * 0.8796``.
 
@@ -27,6 +30,7 @@ import numpy as np
 from . import backend
 from . import random as lk_random
 from .registry import lookup
+from .validation import check_integer, check_number
 
 _TRUNCATED_STD = 0.87962566103423978
 
@@ -44,9 +48,8 @@ class Initializer:
     """Base class: ``init(shape, dtype=None)`` returns a new array."""
 
     def __init__(self, seed: int | None = None) -> None:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-            raise TypeError(f"Expected an integer seed or None. Received: seed={seed!r}")
-        self.seed = seed
+        # Stored as a plain int: configs are written as JSON.
+        self.seed = None if seed is None else check_integer(seed, "seed", minimum=0)
 
     def _rng(self) -> np.random.Generator:
         # A seeded initializer gives the same values at every call, as in Keras.
@@ -87,7 +90,7 @@ class Ones(Zeros):
 class Constant(Initializer):
     def __init__(self, value: float = 0.0) -> None:
         super().__init__(None)
-        self.value = float(value)
+        self.value = check_number(value, "value")
 
     def generate(self, shape):
         return np.full(shape, self.value)
@@ -99,7 +102,8 @@ class Constant(Initializer):
 class RandomNormal(Initializer):
     def __init__(self, mean: float = 0.0, stddev: float = 0.05, seed: int | None = None) -> None:
         super().__init__(seed)
-        self.mean, self.stddev = float(mean), float(stddev)
+        self.mean = check_number(mean, "mean")
+        self.stddev = check_number(stddev, "stddev", minimum=0.0)
 
     def generate(self, shape):
         return self._rng().normal(self.mean, self.stddev, size=shape)
@@ -113,7 +117,8 @@ class RandomUniform(Initializer):
         self, minval: float = -0.05, maxval: float = 0.05, seed: int | None = None
     ) -> None:
         super().__init__(seed)
-        self.minval, self.maxval = float(minval), float(maxval)
+        self.minval = check_number(minval, "minval")
+        self.maxval = check_number(maxval, "maxval")
 
     def generate(self, shape):
         return self._rng().uniform(self.minval, self.maxval, size=shape)
@@ -133,8 +138,7 @@ class VarianceScaling(Initializer):
         seed: int | None = None,
     ) -> None:
         super().__init__(seed)
-        if scale <= 0:
-            raise ValueError(f"Expected a positive scale. Received: scale={scale!r}")
+        scale = check_number(scale, "scale", minimum=0.0, exclusive_minimum=True)
         if mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(f"Expected mode in fan_in, fan_out, fan_avg. Received: mode={mode!r}")
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
@@ -142,7 +146,7 @@ class VarianceScaling(Initializer):
                 "Expected distribution in truncated_normal, untruncated_normal, uniform. "
                 f"Received: distribution={distribution!r}"
             )
-        self.scale, self.mode, self.distribution = float(scale), mode, distribution
+        self.scale, self.mode, self.distribution = scale, mode, distribution
 
     def generate(self, shape):
         fan_in, fan_out = _fans(shape)
@@ -213,6 +217,21 @@ class LecunNormal(VarianceScaling):
     def get_config(self):
         return {"seed": self.seed}
 
+
+# Keras 3 exports every initializer class under its snake-case name as well, so
+# ``glorot_uniform(seed=1)`` is a ``GlorotUniform``: the names that work as strings also
+# work as Python objects.
+zeros = Zeros
+ones = Ones
+constant = Constant
+random_normal = RandomNormal
+random_uniform = RandomUniform
+variance_scaling = VarianceScaling
+glorot_uniform = GlorotUniform
+glorot_normal = GlorotNormal
+he_uniform = HeUniform
+he_normal = HeNormal
+lecun_normal = LecunNormal
 
 _BY_NAME: dict[str, type[Initializer]] = {
     "zeros": Zeros,

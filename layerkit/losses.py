@@ -5,15 +5,24 @@ Each loss gives its value and its gradient with respect to the predictions in on
 
 * from logits, through log-sum-exp and softplus (``softplus(z) = max(z, 0) + log1p(e^-|z|)``),
   never ``log(sigmoid(z))``;
-* from probabilities, clipped to ``[eps, 1 - eps]`` as Keras does.
+* from probabilities, clipped to ``[eps, 1 - eps]`` (``eps = 1e-7``) exactly as Keras 3
+  does, gradient included: where a prediction was clipped the gradient is zero, so an
+  output that is not a probability (a layer without softmax) takes the same moderate
+  step as in Keras, not one that throws the weights to 1e12.
 
 A model whose last activation is softmax (or sigmoid) trained with the probability form of
 categorical (or binary) cross-entropy uses the logits form internally (``fused_with``),
-so the gradient reaching the last layer is the fused ``(p - y) / n``.
+so the gradient reaching the last layer is the fused ``(p - y) / n`` and the loss is exact
+where Keras clips it (see :class:`CategoricalCrossentropy` for the numbers).
+
+Keras 3's loss functions are here too (``mean_squared_error``, ``binary_crossentropy``...):
+they return one value per sample, without the mean over the batch.
 
 Example:
     >>> loss = SparseCategoricalCrossentropy(from_logits=True)
     >>> value, grad = loss.value_and_grad(np.array([1]), np.array([[0.0, 2.0]], "float32"))
+    >>> mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]])
+    array([0.5], dtype=float32)
 """
 
 from __future__ import annotations
@@ -24,7 +33,13 @@ import numpy as np
 
 from . import backend
 from .registry import lookup
-from .validation import check_finite, numeric_array, to_float
+from .validation import (
+    check_finite,
+    numeric_array,
+    prediction_array,
+    prediction_pair,
+    to_float,
+)
 
 __all__ = [
     "BinaryCrossentropy",
@@ -33,7 +48,14 @@ __all__ = [
     "MeanAbsoluteError",
     "MeanSquaredError",
     "SparseCategoricalCrossentropy",
+    "binary_crossentropy",
+    "categorical_crossentropy",
     "get",
+    "mae",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mse",
+    "sparse_categorical_crossentropy",
 ]
 
 
@@ -43,6 +65,15 @@ class Loss:
     name = "loss"
     sparse_targets = False
     from_logits = False
+    # The activation whose output this loss reads as probabilities (and fuses with).
+    probability_activation: str | None = None
+
+    @property
+    def expects_probabilities(self) -> bool:
+        """Whether the predictions are read as probabilities: a cross-entropy without
+        ``from_logits``. The model's last activation should then be
+        :attr:`probability_activation` (``"softmax"`` or ``"sigmoid"``)."""
+        return self.probability_activation is not None and not self.from_logits
 
     def __call__(self, y_true, y_pred) -> float:
         y_pred = np.asarray(y_pred)
@@ -55,6 +86,11 @@ class Loss:
         self, y_true: np.ndarray, y_pred: np.ndarray, need_grad: bool = True
     ) -> tuple[float, np.ndarray | None]:
         """Returns the mean loss and dL/dy_pred (``None`` when ``need_grad`` is false)."""
+        raise NotImplementedError
+
+    def per_sample(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """The unreduced losses, one per sample (Keras's loss functions): the mean over
+        the last axis for element-wise losses, one value per row for the categorical ones."""
         raise NotImplementedError
 
     def check_targets(self, y_true, output_shape: tuple, argument: str = "y") -> np.ndarray:
@@ -79,6 +115,8 @@ class Loss:
 
     def fused_with(self, activation_name: str) -> Loss | None:
         """The logits form of this loss when it follows ``activation_name``, else None."""
+        if self.expects_probabilities and activation_name == self.probability_activation:
+            return type(self)(from_logits=True)
         return None
 
     def get_config(self) -> dict[str, Any]:
@@ -86,6 +124,19 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
+
+
+def _clip_bounds(dtype: np.dtype) -> tuple[np.floating, np.floating]:
+    """Keras's ``[eps, 1 - eps]``, in the predictions' float type (1 - 1e-7 rounds to
+    0.99999988 in float32, and the comparisons that mask the gradient must agree)."""
+    eps = backend.epsilon()
+    return dtype.type(eps), dtype.type(1.0 - eps)
+
+
+def _inside(y_pred: np.ndarray, low, high) -> np.ndarray:
+    """Where ``clip(y_pred, low, high)`` lets the gradient through (bounds included, as
+    the derivative of torch's and numpy's clip)."""
+    return (y_pred >= low) & (y_pred <= high)
 
 
 class MeanSquaredError(Loss):
@@ -100,6 +151,9 @@ class MeanSquaredError(Loss):
             diff *= 2.0 / diff.size
             return value, diff
         return value, None
+
+    def per_sample(self, y_true, y_pred):
+        return np.square(y_pred - y_true).mean(axis=-1)
 
 
 class MeanAbsoluteError(Loss):
@@ -116,47 +170,81 @@ class MeanAbsoluteError(Loss):
             return value, grad
         return value, None
 
+    def per_sample(self, y_true, y_pred):
+        return np.abs(y_pred - y_true).mean(axis=-1)
+
 
 class BinaryCrossentropy(Loss):
-    """Binary cross-entropy for 0/1 (or soft) targets.
+    """Binary cross-entropy for targets in ``[0, 1]``: 0/1 labels or soft targets.
 
     From logits ``z``: ``softplus(z) - y z``, gradient ``(sigmoid(z) - y) / size``.
-    From probabilities ``p`` (clipped to ``[eps, 1-eps]``): ``-(y log p + (1-y) log(1-p))``.
+
+    From probabilities ``p``, as Keras 3: ``c = clip(p, eps, 1 - eps)`` with ``eps = 1e-7``,
+    loss ``-(y log c + (1 - y) log(1 - c))``, gradient ``(c - y) / (c (1 - c)) / size``
+    where ``p`` is inside ``[eps, 1 - eps]`` and 0 where it was clipped.
+
+    After a ``sigmoid`` layer (``Dense(1, activation="sigmoid")``), ``fit`` and ``evaluate``
+    use the logits form (``fused_with``): the exact loss, where Keras 3 on PyTorch or JAX
+    clips the probabilities, so that a confidently wrong sample costs at most
+    ``-log(1e-7) = 16.12`` and passes no gradient back. On logits ``[[-30], [20]]``
+    for labels ``[[1], [1]]`` layerkit's ``evaluate`` gives 15.00 (= (30 + 2e-9) / 2),
+    Keras (torch backend) 8.06 (= (16.12 + 1.2e-7) / 2). Keras on TensorFlow uses the
+    logits as layerkit does. ``BinaryCrossentropy()(y, model.predict(x))`` gives Keras's
+    clipped number.
+
+    Targets outside ``[0, 1]`` are refused by :meth:`check_targets` (Keras accepts them
+    and trains on a meaningless loss).
     """
 
     name = "binary_crossentropy"
+    probability_activation = "sigmoid"
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
 
+    def check_targets(self, y_true, output_shape, argument="y"):
+        y = super().check_targets(y_true, output_shape, argument)
+        # Once per fit, at the edge: two passes over y, nothing per batch.
+        if y.size:
+            low, high = float(y.min()), float(y.max())
+            if low < 0.0 or high > 1.0:
+                raise ValueError(
+                    f"Invalid {argument}: expected targets in [0, 1] for {self.name} "
+                    f"(0/1 labels or probabilities). Received values from {low:g} to {high:g}."
+                )
+        return y
+
+    def _elementwise(self, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+        """The loss of each element, and what the gradient reuses: ``exp(-|z|)`` from
+        logits, the clipped ``c`` from probabilities."""
+        if self.from_logits:
+            e = np.exp(-np.abs(y_pred))  # in (0, 1]: no overflow for any z
+            return np.maximum(y_pred, 0) - y_true * y_pred + np.log1p(e), e
+        c = np.clip(y_pred, *_clip_bounds(y_pred.dtype))
+        return -(y_true * np.log(c) + (1.0 - y_true) * np.log1p(-c)), c
+
+    def per_sample(self, y_true, y_pred):
+        return self._elementwise(y_true, y_pred)[0].mean(axis=-1)
+
     def value_and_grad(self, y_true, y_pred, need_grad=True):
         n = y_pred.size
+        loss, reused = self._elementwise(y_true, y_pred)
+        value = float(loss.sum(dtype=np.float64)) / n
+        if not need_grad:
+            return value, None
         if self.from_logits:
-            z = y_pred
-            e = np.exp(-np.abs(z))  # in (0, 1]: no overflow for any z
-            loss = np.maximum(z, 0) - y_true * z + np.log1p(e)
-            value = float(loss.sum(dtype=np.float64)) / n
-            if not need_grad:
-                return value, None
+            z, e = y_pred, reused
             # sigmoid(z) from e without overflow, then (p - y) / n
             grad = np.where(z >= 0, 1.0, e).astype(z.dtype, copy=False) / (1.0 + e)
             grad -= y_true
             grad *= 1.0 / n
             return value, grad
-        eps = backend.epsilon()
-        p = np.clip(y_pred, eps, 1.0 - eps)
-        loss = -(y_true * np.log(p) + (1.0 - y_true) * np.log1p(-p))
-        value = float(loss.sum(dtype=np.float64)) / n
-        if not need_grad:
-            return value, None
-        grad = (p - y_true) / (p * (1.0 - p))
+        c = reused
+        grad = c - y_true
+        grad /= c * (1.0 - c)
+        grad *= _inside(y_pred, *_clip_bounds(y_pred.dtype))  # no gradient through the clip
         grad *= 1.0 / n
         return value, grad.astype(y_pred.dtype, copy=False)
-
-    def fused_with(self, activation_name):
-        if not self.from_logits and activation_name == "sigmoid":
-            return BinaryCrossentropy(from_logits=True)
-        return None
 
     def get_config(self):
         return {"from_logits": self.from_logits}
@@ -184,17 +272,50 @@ def _log_softmax_parts(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return e, np.log(total) + top
 
 
+def _row_sums(y_pred: np.ndarray) -> np.ndarray:
+    """Keras's normaliser ``sum(y_pred)`` per row, as it is (negative sums included).
+
+    A row summing to exactly 0 (logits passed as probabilities) would give NaN in Keras;
+    here it is divided by eps instead: every nonzero prediction is then clipped and the
+    row gets a finite loss and a zero or bounded gradient."""
+    total = y_pred.sum(axis=-1, keepdims=True)
+    zero = total == 0
+    if zero.any():
+        total[zero] = backend.epsilon()
+    return total
+
+
 class CategoricalCrossentropy(Loss):
     """Cross-entropy for one-hot (or soft) targets of shape ``(n, classes)``.
 
     From logits: ``lse(z) - sum(y z)``, gradient ``(softmax(z) sum(y) - y) / n``.
-    From probabilities (normalised, clipped to ``[eps, 1-eps]``): ``-sum(y log p)``.
+
+    From probabilities ``p``, as Keras 3: ``q = p / sum(p)``, ``c = clip(q, eps, 1 - eps)``,
+    loss ``-sum(y log c)``. Its gradient follows the clip: with ``g = -y / c`` where ``q`` is
+    inside ``[eps, 1 - eps]`` and 0 where it was clipped, ``dL/dp = (g - sum(g q)) / sum(p)
+    / n`` (``sum(y) / sum(p) - y / p`` when nothing is clipped).
+
+    After a ``softmax`` layer, ``fit`` and ``evaluate`` use the logits form (``fused_with``):
+    the exact loss, where Keras 3 on PyTorch or JAX clips the probabilities, so that a
+    confidently wrong sample costs at most ``-log(1e-7) = 16.12`` and passes no gradient
+    back. On logits ``[[0, 30, 0], [20, 0, 0]]`` for classes ``[0, 0]`` layerkit's
+    ``evaluate`` gives 15.00 (= (30 + 2e-9) / 2), Keras (torch backend) 8.06
+    (= (16.12 + 1.2e-7) / 2). Keras on TensorFlow uses the logits as layerkit does.
+    ``CategoricalCrossentropy()(y, model.predict(x))`` gives Keras's clipped number.
     """
 
     name = "categorical_crossentropy"
+    probability_activation = "softmax"
 
     def __init__(self, from_logits: bool = False) -> None:
         self.from_logits = bool(from_logits)
+
+    def per_sample(self, y_true, y_pred):
+        if self.from_logits:
+            _, lse = _log_softmax_parts(y_pred)
+            return (y_true * (lse - y_pred)).sum(axis=-1)
+        c = np.clip(y_pred / _row_sums(y_pred), *_clip_bounds(y_pred.dtype))
+        return -(y_true * np.log(c)).sum(axis=-1)
 
     def value_and_grad(self, y_true, y_pred, need_grad=True):
         n = y_pred.size // y_pred.shape[-1] if y_pred.size else 0  # rows: the mean is over them
@@ -209,22 +330,18 @@ class CategoricalCrossentropy(Loss):
             e -= y_true
             e *= 1.0 / n
             return value, e
-        eps = backend.epsilon()
-        # A row summing to 0 (logits passed as probabilities) must not divide by zero.
-        total = np.maximum(y_pred.sum(axis=-1, keepdims=True), eps)
-        p = np.clip(y_pred / total, eps, 1.0 - eps)
-        value = float(-(y_true * np.log(p)).sum(dtype=np.float64)) / n
+        low, high = _clip_bounds(y_pred.dtype)
+        total = _row_sums(y_pred)
+        q = y_pred / total
+        c = np.clip(q, low, high)
+        value = float(-(y_true * np.log(c)).sum(dtype=np.float64)) / n
         if not need_grad:
             return value, None
-        # d/dp of -sum y log(p / sum p) = -y / p + sum(y) / sum(p)
-        grad = y_true.sum(axis=-1, keepdims=True) / total - y_true / (p * total)
-        grad *= 1.0 / n
+        g = -y_true / c
+        g *= _inside(q, low, high)
+        grad = g - np.einsum("...i,...i->...", g, q)[..., None]
+        grad /= total * n
         return value, grad.astype(y_pred.dtype, copy=False)
-
-    def fused_with(self, activation_name):
-        if not self.from_logits and activation_name == "softmax":
-            return type(self)(from_logits=True)
-        return None
 
     def get_config(self):
         return {"from_logits": self.from_logits}
@@ -233,7 +350,9 @@ class CategoricalCrossentropy(Loss):
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
     """Cross-entropy for integer class labels of shape ``(n,)`` or ``(n, 1)``.
 
-    From logits: ``lse(z) - z[y]``, gradient ``(softmax(z) - onehot(y)) / n``.
+    From logits: ``lse(z) - z[y]``, gradient ``(softmax(z) - onehot(y)) / n``. From
+    probabilities: categorical cross-entropy of ``onehot(y)``, clipped and normalised the
+    same way (gradient included). The note on softmax outputs there applies here too.
     """
 
     name = "sparse_categorical_crossentropy"
@@ -268,6 +387,16 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             )
         return y.astype(np.intp, copy=False)
 
+    def per_sample(self, y_true, y_pred):
+        labels = y_true.astype(np.intp, copy=False)
+        if labels.ndim == y_pred.ndim:  # (n, 1) labels, as Keras accepts
+            labels = labels[..., 0]
+        picked = np.take_along_axis(y_pred, labels[..., None], axis=-1)[..., 0]
+        if self.from_logits:
+            return _log_softmax_parts(y_pred)[1][..., 0] - picked
+        total = _row_sums(y_pred)[..., 0]
+        return -np.log(np.clip(picked / total, *_clip_bounds(y_pred.dtype)))
+
     def value_and_grad(self, y_true, y_pred, need_grad=True):
         if y_pred.ndim > 2:  # (n, ..., classes): the mean over every row, as Keras does
             rows_pred = y_pred.reshape(-1, y_pred.shape[-1])
@@ -289,16 +418,61 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
             np.divide(e, total * n, out=e)  # softmax / n
             e.ravel()[true] -= 1.0 / n
             return value, e
-        eps = backend.epsilon()
-        total = np.maximum(y_pred.sum(axis=-1, keepdims=True), eps)
-        picked = np.clip(y_pred[rows, y_true] / total[:, 0], eps, 1.0 - eps)
-        value = float(-np.log(picked).sum(dtype=np.float64)) / n
+        low, high = _clip_bounds(y_pred.dtype)
+        total = _row_sums(y_pred)[:, 0]
+        q = y_pred[rows, y_true] / total
+        c = np.clip(q, low, high)
+        value = float(-np.log(c).sum(dtype=np.float64)) / n
         if not need_grad:
             return value, None
-        grad = np.broadcast_to(1.0 / total, y_pred.shape).astype(y_pred.dtype)
-        grad[rows, y_true] -= 1.0 / (picked * total[:, 0])
-        grad *= 1.0 / n
+        # The categorical gradient with g = -1 / c at the true class only (0 if clipped):
+        # (g onehot - g q) / sum(p) / n.
+        g = -(_inside(q, low, high) / c)
+        scale = 1.0 / (total * n)
+        grad = np.broadcast_to((-g * q * scale)[:, None], y_pred.shape).astype(y_pred.dtype)
+        grad[rows, y_true] += g * scale
         return value, grad
+
+
+def mean_squared_error(y_true, y_pred) -> np.ndarray:
+    """Keras's ``mean_squared_error``: ``mean((y_pred - y_true)^2, axis=-1)``, per sample."""
+    return MeanSquaredError().per_sample(*prediction_pair(y_true, y_pred))
+
+
+def mean_absolute_error(y_true, y_pred) -> np.ndarray:
+    """Keras's ``mean_absolute_error``: ``mean(|y_pred - y_true|, axis=-1)``, per sample."""
+    return MeanAbsoluteError().per_sample(*prediction_pair(y_true, y_pred))
+
+
+# tf.keras 2's short names for the two (Keras 3 knows them only as strings: "mse", "mae").
+mse = mean_squared_error
+mae = mean_absolute_error
+
+
+def binary_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+    """Keras's ``binary_crossentropy``: the element-wise loss (clipped probabilities, or
+    logits), averaged over the last axis: one value per sample."""
+    return BinaryCrossentropy(from_logits).per_sample(*prediction_pair(y_true, y_pred))
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+    """Keras's ``categorical_crossentropy``: one value per row of ``y_pred``."""
+    y_true, y_pred = prediction_pair(y_true, y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(
+            "Expected y_true and y_pred of the same shape. "
+            f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
+        )
+    return CategoricalCrossentropy(from_logits).per_sample(y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+    """Keras's ``sparse_categorical_crossentropy``: one value per row of ``y_pred``, for
+    integer labels of shape ``y_pred.shape[:-1]`` (or with a trailing axis of 1)."""
+    y_pred = prediction_array(y_pred)
+    loss = SparseCategoricalCrossentropy(from_logits)
+    labels = loss.check_targets(y_true, (None, *y_pred.shape[1:]), "y_true")
+    return loss.per_sample(labels, y_pred)
 
 
 _BY_NAME: dict[str, type[Loss]] = {

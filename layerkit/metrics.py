@@ -1,8 +1,12 @@
 """Metrics: stateful running averages over the batches of an epoch, as in Keras.
 
 ``update_state(y_true, y_pred)`` adds a batch, ``result()`` returns the mean so far and
-``reset_state()`` starts again. ``"accuracy"`` is resolved from the loss and the output
-shape as Keras does (see :func:`resolve`).
+``reset_state()`` starts again. ``"accuracy"`` is resolved from the loss first, then the
+output shape (see :func:`resolve` for the rule and how it differs from Keras 3's).
+
+Keras 3's metric functions are here too (``binary_accuracy``, ``mean_absolute_error``,
+the cross-entropies...): they return one value per sample (per element for
+``binary_accuracy``), without the mean over the batch.
 """
 
 from __future__ import annotations
@@ -10,6 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from . import backend
+from .losses import (
+    BinaryCrossentropy,
+    binary_crossentropy,
+    categorical_crossentropy,
+    mae,
+    mean_absolute_error,
+    mean_squared_error,
+    mse,
+    sparse_categorical_crossentropy,
+)
+from .validation import check_number, numeric_array, prediction_pair
 
 __all__ = [
     "Accuracy",
@@ -19,8 +36,18 @@ __all__ = [
     "MeanSquaredError",
     "Metric",
     "SparseCategoricalAccuracy",
+    "binary_accuracy",
+    "binary_crossentropy",
+    "categorical_accuracy",
+    "categorical_crossentropy",
     "get",
+    "mae",
+    "mean_absolute_error",
+    "mean_squared_error",
+    "mse",
     "resolve",
+    "sparse_categorical_accuracy",
+    "sparse_categorical_crossentropy",
 ]
 
 
@@ -75,10 +102,10 @@ class BinaryAccuracy(Metric):
 
     def __init__(self, name: str | None = None, threshold: float = 0.5) -> None:
         super().__init__(name)
-        self.threshold = float(threshold)
+        self.threshold = check_number(threshold, "threshold")
 
     def per_sample_sum(self, y_true, y_pred):
-        hits = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
+        hits = _binary_hits(y_true.reshape(y_pred.shape), y_pred, self.threshold)
         return float(np.count_nonzero(hits)), hits.size
 
     def get_config(self):
@@ -91,7 +118,7 @@ class CategoricalAccuracy(Metric):
     name = "categorical_accuracy"
 
     def per_sample_sum(self, y_true, y_pred):
-        hits = y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
+        hits = _categorical_hits(y_true, y_pred)
         return float(np.count_nonzero(hits)), hits.size
 
 
@@ -101,7 +128,7 @@ class SparseCategoricalAccuracy(Metric):
     name = "sparse_categorical_accuracy"
 
     def per_sample_sum(self, y_true, y_pred):
-        hits = y_pred.argmax(axis=-1) == y_true.reshape(y_pred.shape[:-1])
+        hits = _sparse_categorical_hits(y_true.reshape(y_pred.shape[:-1]), y_pred)
         return float(np.count_nonzero(hits)), hits.size
 
 
@@ -137,10 +164,17 @@ _BY_NAME: dict[str, type[Metric]] = {
 def resolve(identifier: str | Metric, loss, output_shape: tuple) -> Metric:
     """Returns the metric for ``identifier``; ``"accuracy"``/``"acc"`` picks the right kind.
 
-    Keras's rule: sparse labels (``sparse_categorical_crossentropy``) give sparse categorical
-    accuracy; categorical cross-entropy gives categorical accuracy; binary cross-entropy,
-    or one output unit, gives binary accuracy (threshold 0 on logits); otherwise
-    categorical. The metric keeps the name the user wrote.
+    layerkit's rule looks at the loss first, then at the output shape, as multi-backend
+    Keras 2 did: ``sparse_categorical_crossentropy`` gives sparse categorical accuracy;
+    ``binary_crossentropy``, or one output unit, gives binary accuracy; anything else
+    categorical accuracy. Keras 3 looks at the shapes of the labels and outputs only, so
+    the two differ for ``binary_crossentropy`` on several outputs (multi-label): binary
+    accuracy here, categorical accuracy in Keras 3.
+
+    A binary accuracy resolved by name (``"accuracy"``, ``"acc"`` or ``"binary_accuracy"``)
+    for a loss with ``from_logits=True`` thresholds the logits at 0, which is probability
+    0.5. Keras always thresholds at 0.5, i.e. at probability 0.62 on logits. A metric
+    object is used as given. The metric keeps the name the user wrote.
     """
     if isinstance(identifier, Metric):
         return identifier
@@ -148,18 +182,16 @@ def resolve(identifier: str | Metric, loss, output_shape: tuple) -> Metric:
         raise TypeError(
             f"Expected a metric name or a layerkit metric. Received: {identifier!r:.100}"
         )
+    from_logits = bool(getattr(loss, "from_logits", False))
     key = identifier.lower()
     if key in ("accuracy", "acc"):
-        from .losses import BinaryCrossentropy, CategoricalCrossentropy
-
         if getattr(loss, "sparse_targets", False):
             return SparseCategoricalAccuracy(name=identifier)
         if isinstance(loss, BinaryCrossentropy) or output_shape[-1] == 1:
-            threshold = 0.0 if getattr(loss, "from_logits", False) else 0.5
-            return BinaryAccuracy(name=identifier, threshold=threshold)
-        if isinstance(loss, CategoricalCrossentropy):
-            return CategoricalAccuracy(name=identifier)
+            return BinaryAccuracy(name=identifier, threshold=0.0 if from_logits else 0.5)
         return CategoricalAccuracy(name=identifier)
+    if key == "binary_accuracy" and from_logits:
+        return BinaryAccuracy(name=identifier, threshold=0.0)
     return get(identifier)
 
 
@@ -173,6 +205,46 @@ def get(identifier: str | Metric) -> Metric:
         f"Unknown metric: expected one of {sorted(_BY_NAME) + ['accuracy']}. "
         f"Received: metrics={identifier!r}"
     )
+
+
+def _binary_hits(y_true: np.ndarray, y_pred: np.ndarray, threshold: float) -> np.ndarray:
+    # Labels are read as y > 0.5, so soft targets count by their nearer class (Keras
+    # compares them with 0/1 exactly; the two agree on 0/1 labels).
+    return (y_pred > threshold) == (y_true > 0.5)
+
+
+def _categorical_hits(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    return y_pred.argmax(axis=-1) == y_true.argmax(axis=-1)
+
+
+def _sparse_categorical_hits(labels: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    return y_pred.argmax(axis=-1) == labels
+
+
+def binary_accuracy(y_true, y_pred, threshold: float = 0.5) -> np.ndarray:
+    """Keras's ``binary_accuracy``: 1.0 where ``y_pred > threshold`` matches the 0/1
+    label, else 0.0, element by element (no mean over the last axis, as in Keras 3)."""
+    y_true, y_pred = prediction_pair(y_true, y_pred)
+    hits = _binary_hits(y_true, y_pred, check_number(threshold, "threshold"))
+    return hits.astype(backend.floatx())
+
+
+def categorical_accuracy(y_true, y_pred) -> np.ndarray:
+    """Keras's ``categorical_accuracy``: 1.0 per row whose arg-max matches the one-hot
+    label's, else 0.0."""
+    hits = _categorical_hits(numeric_array(y_true, "y_true"), numeric_array(y_pred, "y_pred"))
+    return hits.astype(backend.floatx())
+
+
+def sparse_categorical_accuracy(y_true, y_pred) -> np.ndarray:
+    """Keras's ``sparse_categorical_accuracy``: 1.0 per row whose arg-max is the integer
+    label (labels of shape ``y_pred.shape[:-1]``, or with a trailing axis of 1), else 0.0."""
+    y_pred = numeric_array(y_pred, "y_pred")
+    labels = numeric_array(y_true, "y_true")
+    if labels.ndim == y_pred.ndim and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    hits = _sparse_categorical_hits(labels, y_pred)
+    return hits.astype(backend.floatx())
 
 
 _CLASSES: dict[str, type[Metric]] = {

@@ -119,3 +119,35 @@ def test_plain_function_is_rejected():
 def test_dense_rejects_unknown_activation():
     with pytest.raises(ValueError, match=r"activation='relu6x'"):
         lk.layers.Dense(3, activation="relu6x")
+
+
+@pytest.mark.parametrize(
+    ("cls", "option", "value"),
+    [
+        (activations.LeakyReLU, "negative_slope", np.float32(0.1)),
+        (activations.LeakyReLU, "negative_slope", 0.0),
+        (activations.LeakyReLU, "negative_slope", 1.5),
+        (activations.ELU, "alpha", np.float64(0.5)),
+        (activations.ELU, "alpha", np.int64(2)),
+    ],
+)
+def test_parameterised_activation_gradients(cls, option, value, numeric_grad):
+    """Numpy scalars are accepted, and the backward pass from the output is right for
+    every allowed value (a slope of 0 gives y = -0.0 below zero, which ``y < 0`` missed)."""
+    f = cls(**{option: value})
+    assert getattr(f, option) == pytest.approx(float(value))
+    assert type(getattr(f, option)) is float
+    z = Z.copy()
+    r = np.random.default_rng(6).normal(size=Z.shape)
+    analytic = f.backward_(r.copy(), f(z))
+    numeric = numeric_grad(lambda: float(np.sum(f(z) * r)), z)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_bad_activation_options():
+    with pytest.raises(ValueError, match=r"negative_slope >= 0.*negative_slope=-0.1"):
+        activations.LeakyReLU(negative_slope=-0.1)
+    with pytest.raises(TypeError, match=r"negative_slope='0.2'"):
+        activations.LeakyReLU(negative_slope="0.2")
+    with pytest.raises(ValueError, match=r"alpha > 0.*alpha=0"):
+        activations.ELU(alpha=0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,58 @@ def test_unknown_initializer_name():
 def test_bad_seed_type():
     with pytest.raises(TypeError, match=r"seed=1.5"):
         initializers.GlorotUniform(seed=1.5)
+
+
+@pytest.mark.parametrize(
+    ("alias", "cls"),
+    [
+        ("zeros", initializers.Zeros),
+        ("ones", initializers.Ones),
+        ("constant", initializers.Constant),
+        ("random_normal", initializers.RandomNormal),
+        ("random_uniform", initializers.RandomUniform),
+        ("variance_scaling", initializers.VarianceScaling),
+        ("glorot_uniform", initializers.GlorotUniform),
+        ("glorot_normal", initializers.GlorotNormal),
+        ("he_uniform", initializers.HeUniform),
+        ("he_normal", initializers.HeNormal),
+        ("lecun_normal", initializers.LecunNormal),
+    ],
+)
+def test_snake_case_names_are_the_classes(alias, cls):
+    """As in Keras 3: lk.initializers.he_normal(seed=0) is HeNormal(seed=0)."""
+    assert getattr(initializers, alias) is cls
+    assert type(initializers.get(alias)) is cls
+
+
+def test_alias_usage():
+    init = initializers.glorot_uniform(seed=3)
+    assert np.array_equal(init((4, 2)), initializers.GlorotUniform(seed=3)((4, 2)))
+    layer = lk.layers.Dense(2, kernel_initializer=initializers.he_normal(seed=1))
+    layer.build((None, 3))
+    assert np.array_equal(layer.kernel.value, initializers.HeNormal(seed=1)((3, 2)))
+    assert np.array_equal(initializers.constant(1.5)((2,)), [1.5, 1.5])
+
+
+def test_numpy_scalar_options():
+    init = initializers.RandomNormal(mean=np.float32(1.0), stddev=np.float64(0.5), seed=np.int64(3))
+    assert (init.mean, init.stddev, init.seed) == (1.0, 0.5, 3)
+    assert all(type(v) in (int, float) for v in init.get_config().values())
+    json.dumps(initializers.serialize(init))  # numpy scalars would not serialise
+    assert initializers.Constant(np.float32(2.5)).value == 2.5
+    assert initializers.RandomUniform(np.int64(-1), np.float32(1.0)).minval == -1.0
+    assert initializers.VarianceScaling(scale=np.float32(2.0)).scale == 2.0
+    assert initializers.GlorotUniform(seed=np.uint8(5)).get_config() == {"seed": 5}
+
+
+def test_bad_numeric_options():
+    with pytest.raises(TypeError, match=r"value='1'"):
+        initializers.Constant("1")
+    with pytest.raises(ValueError, match=r"stddev >= 0.*stddev=-0.1"):
+        initializers.RandomNormal(stddev=-0.1)
+    with pytest.raises(ValueError, match=r"minval=inf"):
+        initializers.RandomUniform(minval=float("inf"))
+    with pytest.raises(ValueError, match=r"scale=0"):
+        initializers.VarianceScaling(scale=0)
+    with pytest.raises(ValueError, match=r"seed >= 0.*seed=-1"):
+        initializers.HeNormal(seed=-1)

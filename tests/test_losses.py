@@ -3,6 +3,8 @@ differences (float64)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -267,3 +269,178 @@ def test_check_targets_errors():
         losses.MeanSquaredError().check_targets(np.array([["a"]]), (None, 1))
     # a flat y is accepted for one output
     assert losses.MeanSquaredError().check_targets(np.array([1, 2]), (None, 1)).shape == (2, 1)
+
+
+# --- predictions that are not probabilities (Keras's clip, gradient included) -------------------
+
+
+def test_binary_crossentropy_non_probabilities_gradient(float64, rng, numeric_grad):
+    """Outputs of a linear layer: the clipped elements are flat (zero gradient), the
+    others are bounded; finite differences agree everywhere."""
+    y = rng.integers(0, 2, size=(N, 3)).astype(float)
+    y[0, 0] = 0.3
+    pred = rng.normal(scale=2.0, size=(N, 3))
+    clipped = (pred < 1e-7) | (pred > 1 - 1e-7)
+    assert clipped.any()
+    assert not clipped.all()
+    _check_grad(losses.BinaryCrossentropy(), y, pred, numeric_grad)
+    _, grad = losses.BinaryCrossentropy().value_and_grad(y, pred.copy())
+    assert np.all(grad[clipped] == 0)
+    assert np.abs(grad).max() < 1e7  # bounded by 1 / (eps (1 - eps)) / size
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_categorical_crossentropy_non_probabilities_gradient(float64, rng, numeric_grad, sparse):
+    """Logits passed to the probability form: rows of negative and positive sums, some
+    entries normalised outside [eps, 1 - eps]. Keras's normalise-then-clip, differentiated."""
+    labels = rng.integers(0, K, size=N)
+    pred = rng.normal(scale=2.0, size=(N, K))
+    totals = pred.sum(axis=-1)
+    assert (totals < 0).any()
+    assert (totals > 0).any()
+    if sparse:
+        _check_grad(losses.SparseCategoricalCrossentropy(), labels, pred, numeric_grad)
+    else:
+        y = np.eye(K)[labels]
+        y[1] = np.linspace(0.1, 1.0, K) / np.linspace(0.1, 1.0, K).sum()  # soft targets
+        _check_grad(losses.CategoricalCrossentropy(), y, pred, numeric_grad)
+
+
+def test_sparse_and_one_hot_agree_on_non_probabilities(float64, rng):
+    labels = rng.integers(0, K, size=N)
+    pred = rng.normal(scale=2.0, size=(N, K))
+    sparse, dense = losses.SparseCategoricalCrossentropy(), losses.CategoricalCrossentropy()
+    vs, gs = sparse.value_and_grad(sparse.check_targets(labels, pred.shape), pred.copy())
+    vd, gd = dense.value_and_grad(np.eye(K)[labels], pred.copy())
+    assert vs == pytest.approx(vd, rel=1e-12)
+    np.testing.assert_allclose(gs, gd, rtol=1e-12, atol=1e-15)
+
+
+def test_fully_clipped_rows_pass_no_gradient(float64):
+    """A true class normalised below eps (or the whole row summing to 0) is clipped:
+    the loss is -log(eps) and nothing flows back, as in Keras."""
+    eps = lk.backend.epsilon()
+    pred = np.array([[2.0, -1.0, 0.5], [1e4, -1e4, 0.0]])  # q = [1.33, -0.67, 0.33]; sum 0
+    for loss, y in (
+        (losses.CategoricalCrossentropy(), np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])),
+        (losses.SparseCategoricalCrossentropy(), np.array([1, 1])),
+    ):
+        value, grad = loss.value_and_grad(loss.check_targets(y, pred.shape), pred.copy())
+        assert value == pytest.approx(-np.log(eps), rel=1e-9)
+        assert np.all(grad == 0)
+
+
+def test_one_sgd_step_on_a_linear_output_stays_bounded(fresh_session, rng):
+    """The issue's case: categorical_crossentropy (probabilities) after a layer without
+    softmax. One SGD(0.1) step took the kernel to 3.7e12; Keras's clipped gradient keeps it
+    near its start (the step itself is compared with Keras in test_keras_semantics.py)."""
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=8)]
+    model = lk.Sequential([lk.layers.Input((5,)), lk.layers.Dense(3)])
+    model.compile(optimizer=lk.optim.SGD(0.1), loss="categorical_crossentropy")
+    before = model.get_weights()[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trainer may warn about the missing softmax
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    assert np.abs(model.get_weights()[0] - before).max() < 5.0
+
+
+# --- binary targets must be in [0, 1] ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_targets_outside_0_1_are_refused(from_logits):
+    bce = losses.BinaryCrossentropy(from_logits=from_logits)
+    with pytest.raises(ValueError, match=r"Invalid y: expected targets in \[0, 1\].*from 0 to 2"):
+        bce.check_targets(np.array([[0.0], [2.0]]), (None, 1))
+    with pytest.raises(ValueError, match=r"validation_data\[1\].*from -1 to 1"):
+        bce.check_targets(np.array([-1, 1]), (None, 1), "validation_data[1]")
+    with pytest.raises(ValueError, match=r"from 0 to 2"):
+        bce([[0.0], [2.0]], [[0.3], [0.6]])
+    # 0/1 labels, soft targets and the bounds themselves are fine
+    y = bce.check_targets(np.array([[0.0, 0.25], [1.0, 0.5]]), (None, 2))
+    assert y.dtype == np.float32
+
+
+def test_fit_refuses_binary_targets_outside_0_1(fresh_session, rng):
+    """y in {0, 2} used to train silently (loss 0.135, accuracy 0.8)."""
+    x = rng.normal(size=(10, 2)).astype(np.float32)
+    model = lk.Sequential([lk.layers.Dense(1, activation="sigmoid", input_dim=2)])
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    y = 2 * rng.integers(0, 2, size=(10, 1))
+    y[0] = 2
+    with pytest.raises(ValueError, match=r"Invalid y.*\[0, 1\].*Received values from 0 to 2"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"Invalid y.*\[0, 1\]"):
+        model.evaluate(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data\[1\]"):
+        model.fit(x, y // 2, validation_data=(x, y), verbose=0)
+
+
+# --- helpers for the trainer, per-sample forms ---------------------------------------------------
+
+
+def test_expects_probabilities():
+    assert losses.CategoricalCrossentropy().expects_probabilities
+    assert losses.SparseCategoricalCrossentropy().expects_probabilities
+    assert losses.BinaryCrossentropy().expects_probabilities
+    assert not losses.BinaryCrossentropy(from_logits=True).expects_probabilities
+    assert not losses.SparseCategoricalCrossentropy(from_logits=True).expects_probabilities
+    assert not losses.MeanSquaredError().expects_probabilities
+    assert losses.BinaryCrossentropy().probability_activation == "sigmoid"
+    assert losses.CategoricalCrossentropy().probability_activation == "softmax"
+    assert losses.MeanAbsoluteError().probability_activation is None
+
+
+@pytest.mark.parametrize(
+    ("loss", "kind"),
+    [
+        (losses.MeanSquaredError(), "regression"),
+        (losses.MeanAbsoluteError(), "regression"),
+        (losses.BinaryCrossentropy(), "binary"),
+        (losses.BinaryCrossentropy(from_logits=True), "binary"),
+        (losses.CategoricalCrossentropy(), "onehot"),
+        (losses.CategoricalCrossentropy(from_logits=True), "onehot"),
+        (losses.SparseCategoricalCrossentropy(), "sparse"),
+        (losses.SparseCategoricalCrossentropy(from_logits=True), "sparse"),
+    ],
+)
+def test_per_sample_mean_is_the_loss(float64, rng, loss, kind):
+    pred = rng.normal(scale=2.0, size=(N, K))
+    y = {
+        "regression": rng.normal(size=(N, K)),
+        "binary": rng.integers(0, 2, size=(N, K)).astype(float),
+        "onehot": np.eye(K)[rng.integers(0, K, size=N)],
+        "sparse": rng.integers(0, K, size=N),
+    }[kind]
+    y = loss.check_targets(y, pred.shape)
+    per_sample = loss.per_sample(y, pred.copy())
+    assert per_sample.shape == (N,)
+    assert per_sample.mean() == pytest.approx(loss.value_and_grad(y, pred.copy())[0], rel=1e-12)
+
+
+def test_loss_functions():
+    y, p = [[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]
+    np.testing.assert_allclose(losses.mean_squared_error(y, p), [0.5, 0.5])
+    np.testing.assert_allclose(losses.mean_absolute_error(y, [[3.0, 1.0], [1.0, 0.0]]), [1.5, 0.5])
+    assert losses.mean_squared_error(y, p).dtype == np.float32
+    # Keras's documented values, per sample
+    np.testing.assert_allclose(
+        losses.binary_crossentropy([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]]),
+        [0.916, 0.714],
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        losses.categorical_crossentropy([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]),
+        [0.0513, 2.303],
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        losses.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]]),
+        [0.0513, 2.303],
+        atol=1e-3,
+    )
+    with pytest.raises(ValueError, match=r"y_true.shape=\(2, 2\), y_pred.shape=\(2, 3\)"):
+        losses.categorical_crossentropy(np.zeros((2, 2)), np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"y_true.*class labels in \[0, 2\]"):
+        losses.sparse_categorical_crossentropy([3, 0], np.ones((2, 3)))

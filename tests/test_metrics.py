@@ -118,3 +118,74 @@ def test_compile_rejects_unknown_metric(fresh_session):
     model = lk.Sequential([lk.layers.Dense(1, input_dim=2)])
     with pytest.raises(ValueError, match=r"metrics='precision_at_k'"):
         model.compile(optimizer="sgd", loss="mse", metrics=["precision_at_k"])
+
+
+@pytest.mark.parametrize("name", ["accuracy", "acc", "binary_accuracy", "Binary_Accuracy"])
+def test_binary_accuracy_on_logits_thresholds_at_zero(name):
+    """Every binary accuracy resolved by name for a from_logits loss thresholds at 0."""
+    loss = losses.BinaryCrossentropy(from_logits=True)
+    m = metrics.resolve(name, loss, (None, 1))
+    assert type(m) is metrics.BinaryAccuracy
+    assert m.threshold == 0.0
+    assert m.name == name
+    y = np.array([[1], [1], [0], [0]])
+    z = np.array([[0.3], [2.0], [-0.2], [0.4]])  # logits: 0.3 is p = 0.57, a hit
+    assert m(y, z) == pytest.approx(0.75)
+    # probabilities: 0.5, and an object is used as given
+    assert metrics.resolve(name, losses.BinaryCrossentropy(), (None, 1)).threshold == 0.5
+    given = metrics.BinaryAccuracy(threshold=0.7)
+    assert metrics.resolve(given, loss, (None, 1)) is given
+
+
+def test_model_binary_accuracy_names_agree_on_logits(fresh_session, rng):
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = rng.integers(0, 2, size=(40, 1))
+    model = lk.Sequential([lk.layers.Dense(1, input_dim=3)])
+    model.compile(
+        optimizer="sgd",
+        loss=lk.losses.BinaryCrossentropy(from_logits=True),
+        metrics=["accuracy", "binary_accuracy"],
+    )
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    expected = np.mean((model.predict(x, verbose=0) > 0) == y)
+    assert logs["accuracy"] == pytest.approx(expected)
+    assert logs["binary_accuracy"] == pytest.approx(expected)
+
+
+def test_multi_label_binary_crossentropy_gets_binary_accuracy():
+    """layerkit's rule looks at the loss first (Keras 3 would pick categorical here)."""
+    m = metrics.resolve("accuracy", losses.BinaryCrossentropy(), (None, 4))
+    assert type(m) is metrics.BinaryAccuracy
+
+
+def test_threshold_accepts_numpy_scalars_only_as_numbers():
+    m = metrics.BinaryAccuracy(threshold=np.float32(0.25))
+    assert m.threshold == 0.25
+    assert type(m.threshold) is float
+    assert metrics.BinaryAccuracy(threshold=np.int64(0)).threshold == 0.0
+    with pytest.raises(TypeError, match=r"threshold='0.5'"):
+        metrics.BinaryAccuracy(threshold="0.5")
+    with pytest.raises(ValueError, match=r"threshold=nan"):
+        metrics.BinaryAccuracy(threshold=float("nan"))
+
+
+def test_metric_functions_per_sample():
+    y = np.array([[1.0], [1.0], [0.0], [0.0]])
+    p = np.array([[0.98], [0.4], [0.1], [0.6]])
+    np.testing.assert_array_equal(metrics.binary_accuracy(y, p), [[1], [0], [1], [0]])
+    np.testing.assert_array_equal(
+        metrics.binary_accuracy(y, p, threshold=0.3), [[1], [1], [1], [0]]
+    )
+    scores = np.array([[0.1, 0.9, 0.0], [0.05, 0.95, 0.0], [0.7, 0.2, 0.1]])
+    labels = np.array([2, 1, 0])
+    np.testing.assert_array_equal(metrics.sparse_categorical_accuracy(labels, scores), [0, 1, 1])
+    np.testing.assert_array_equal(
+        metrics.sparse_categorical_accuracy(labels[:, None], scores), [0, 1, 1]
+    )
+    np.testing.assert_array_equal(
+        metrics.categorical_accuracy(np.eye(3)[labels], scores), [0, 1, 1]
+    )
+    assert metrics.categorical_accuracy(np.eye(3)[labels], scores).dtype == np.float32
+    np.testing.assert_allclose(metrics.mean_absolute_error([[0.0, 1.0]], [[1.0, 3.0]]), [1.5])
+    # the same numbers as the metric objects
+    assert metrics.binary_accuracy(y, p).mean() == metrics.BinaryAccuracy()(y, p)

@@ -84,6 +84,12 @@ class CallbackList:
             hook: [c for c in self.callbacks if _overrides(c, hook)] for hook in _BATCH_HOOKS
         }
         self.wants_batch_hooks = any(self._batch[h] for h in _BATCH_HOOKS[:2])
+        self.wants_test_batch_hooks = any(self._batch[h] for h in _BATCH_HOOKS[2:4])
+        self.wants_predict_batch_hooks = any(self._batch[h] for h in _BATCH_HOOKS[4:])
+
+    def has(self, kind: type) -> bool:
+        """Whether one of the callbacks is an instance of ``kind``."""
+        return any(isinstance(c, kind) for c in self.callbacks)
 
     def _call(self, hook: str, *args) -> None:
         for callback in self.callbacks:
@@ -102,9 +108,35 @@ class CallbackList:
         self._call("on_epoch_end", epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
-        for callback in self._batch["on_train_batch_begin"]:
-            callback.on_train_batch_begin(batch, logs)
+        self._call_batch("on_train_batch_begin", batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        for callback in self._batch["on_train_batch_end"]:
-            callback.on_train_batch_end(batch, logs)
+        self._call_batch("on_train_batch_end", batch, logs)
+
+    def on_test_begin(self, logs=None):
+        self._call("on_test_begin", logs)
+
+    def on_test_end(self, logs=None):
+        self._call("on_test_end", logs)
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self._call_batch("on_test_batch_begin", batch, logs)
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._call_batch("on_test_batch_end", batch, logs)
+
+    def on_predict_begin(self, logs=None):
+        self._call("on_predict_begin", logs)
+
+    def on_predict_end(self, logs=None):
+        self._call("on_predict_end", logs)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self._call_batch("on_predict_batch_begin", batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._call_batch("on_predict_batch_end", batch, logs)
+
+    def _call_batch(self, hook: str, batch: int, logs) -> None:
+        for callback in self._batch[hook]:
+            getattr(callback, hook)(batch, logs)

@@ -7,7 +7,19 @@ Layout (``h5dump`` shows it plainly)::
                                   compile_config, optimizer_config, training_position,
                                   layer_states (all JSON)
     /weights/<layer>/      attrs: class_name, trainable; datasets: kernel, bias
-    /optimizer/<layer>/<weight>/<slot>   attrs on /optimizer: iterations, parameter_names
+    /optimizer/<layer>/<weight>/<slot>   attrs on /optimizer: iterations, parameter_names,
+                                         slot_form ("stored")
+
+Every trainable parameter has its group under ``/optimizer``, empty for optimizers
+without state (plain SGD). The slots are the arrays the optimizer computes with (Adam's
+scaled moments), so a round trip is bit-exact; format version 1 stored Keras's
+definitions (``optimizer.slots()``), which are converted on reading.
+
+The file name decides the format, as in Keras: ``model.save("m.keras")`` writes a Keras 3
+archive (that real Keras opens) holding this checkpoint as the extra member
+``layerkit.h5`` (Keras ignores it; ``lk.load_model`` reads it and resumes exactly);
+``save_weights("w.weights.h5")`` writes Keras 3's weights layout; anything else, this
+HDF5 checkpoint.
 
 A checkpoint is data, never code: configs are JSON and only registered layer classes are
 built from them; no pickle, no eval.
@@ -15,11 +27,14 @@ built from them; no pickle, no eval.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import os
+import tempfile
+import zipfile
 from typing import Any
 
 import h5py
@@ -36,7 +51,9 @@ from .safe_hdf5 import child, hdf5_errors, read_dataset
 from .stored import FormatError, StoredLayer
 
 FORMAT_NAME = "layerkit"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: slots in the stored form, a group for every parameter
+KERAS_ARCHIVE_MEMBER = "layerkit.h5"  # layerkit's checkpoint inside a .keras archive
+_MAX_MEMBER_BYTES = 1 << 34
 HEADER_BYTES = 512  # the HDF5 user block that holds the header
 MAGIC = b"layerkit checkpoint\n"
 
@@ -44,13 +61,55 @@ MAGIC = b"layerkit checkpoint\n"
 # --- writing ---------------------------------------------------------------------------
 def save_model(model, path: str | os.PathLike, include_optimizer: bool = True) -> str:
     """Writes the architecture, weights, compile config, optimizer state and training
-    position of ``model`` to ``path`` (atomically). Returns the absolute path."""
+    position of ``model`` to ``path`` (atomically). Returns the absolute path.
+
+    A path ending in ``.keras`` gets a Keras 3 archive that real Keras loads, with this
+    checkpoint inside it; any other path gets layerkit's HDF5 checkpoint.
+
+    Raises:
+        ValueError: a ``.keras`` path for a model Keras cannot express (the message names
+            the layer); nothing is written then.
+    """
+    path = _check_path(path)
+    if path.endswith(".keras"):
+        from .keras_export import keras_writer
+
+        with tempfile.TemporaryDirectory(prefix="layerkit-") as folder:
+            inner = os.path.join(folder, KERAS_ARCHIVE_MEMBER)
+            _write(model, inner, "model", include_optimizer)
+            with open(inner, "rb") as f:
+                checkpoint = f.read()
+        try:
+            write = keras_writer(model, True, {KERAS_ARCHIVE_MEMBER: checkpoint})
+        except ValueError as error:
+            raise ValueError(
+                f"Cannot save {path} as a Keras 3 archive (the .keras suffix): {error} "
+                "Save to a .h5 path for layerkit's own checkpoint."
+            ) from None
+        return atomic_write(path, write)
     return atomic_write(path, lambda tmp: _write(model, tmp, "model", include_optimizer))
 
 
 def save_weights(model, path: str | os.PathLike) -> str:
-    """Writes the weights of ``model`` (one group per layer) to ``path`` atomically."""
+    """Writes the weights of ``model`` to ``path`` atomically: Keras 3's weights layout
+    for a path ending in ``.weights.h5`` (as Keras requires), else one group per layer."""
+    path = _check_path(path)
+    if path.endswith(".weights.h5"):
+        from .keras_export import keras_writer
+
+        return atomic_write(path, keras_writer(model, False))
     return atomic_write(path, lambda tmp: _write(model, tmp, "weights", False))
+
+
+def _check_path(path) -> str:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"Expected a file path (str or os.PathLike). Received: filepath={path!r:.100} "
+            f"of type {type(path).__name__}"
+        )
+    return os.fspath(path)
 
 
 def _json(value: Any) -> str:
@@ -143,9 +202,12 @@ def _write_contents(model, f: h5py.File, kind: str, include_optimizer: bool) -> 
             group = f.create_group("optimizer")
             group.attrs["iterations"] = state["iterations"]
             group.attrs["parameter_names"] = _json(sorted(state["slots"]))
+            group.attrs["slot_form"] = "stored"
             for name, slots in state["slots"].items():
+                # Always a group, even without slots: the reader finds every parameter.
+                slot_group = group.create_group(name)
                 for slot, array in slots.items():
-                    group.create_dataset(f"{name}/{slot}", data=array)
+                    slot_group.create_dataset(slot, data=array)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -318,8 +380,28 @@ def _read_optimizer_state(f: h5py.File, path: str) -> dict[str, Any] | None:
     iterations = group.attrs.get("iterations", 0)
     if not isinstance(iterations, (int, np.integer)) or iterations < 0:
         raise FormatError(f"{path}: optimizer iterations {iterations!r} is not a count.")
-    slots = {name: _datasets(_group(group, name, path), path) for name in names}
-    return {"iterations": int(iterations), "slots": slots}
+    form = _attr_str(group, "slot_form") or "keras"  # version 1 stored Keras's definitions
+    if form not in ("stored", "keras"):
+        raise FormatError(f"{path}: optimizer attribute slot_form={form!r} is unknown.")
+    slots = {}
+    for name in names:
+        # Version 1 wrote no group for a parameter without slots (plain SGD): that is
+        # "no slots", which the optimizer then checks against the slots it expects.
+        slots[name] = _datasets(_group(group, name, path), path) if _has(group, name, path) else {}
+    return {"iterations": int(iterations), "slots": slots, "form": form}
+
+
+def _has(parent: h5py.Group, key: str, path: str) -> bool:
+    """Whether ``parent[key]`` exists (an invalid key counts as present: ``_group`` then
+    refuses it with its own message)."""
+    obj = parent
+    for part in key.split("/"):
+        if part in ("", ".", ".."):
+            return True
+        obj = child(obj, part, path) if isinstance(obj, h5py.Group) else None
+        if obj is None:
+            return False
+    return True
 
 
 def _check_position(snapshot: Snapshot, path: str) -> None:
@@ -329,6 +411,9 @@ def _check_position(snapshot: Snapshot, path: str) -> None:
         value = position.get(key, minimum)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise FormatError(f"{path}: training_position {key}={value!r} is not a count.")
+    in_epoch = position.get("epoch_in_progress")
+    if in_epoch is not None:
+        _check_epoch_in_progress(in_epoch, path)
     try:
         if "shuffle_rng" in position:
             rng_from_state(position["shuffle_rng"])
@@ -339,6 +424,34 @@ def _check_position(snapshot: Snapshot, path: str) -> None:
                 rng_from_state(state["rng"])
     except (ValueError, TypeError, KeyError) as error:
         raise FormatError(f"{path}: invalid training_position or layer_states: {error}") from None
+
+
+def _check_epoch_in_progress(value: Any, path: str) -> None:
+    """Refuses a mid-epoch position that fit could not continue from."""
+
+    def count(x: Any) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+    def real(x: Any) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+    valid = (
+        isinstance(value, dict)
+        and count(value.get("epoch"))
+        and count(value.get("steps_done"))
+        and count(value.get("seen"))
+        and real(value.get("loss_total"))
+        and isinstance(value.get("metrics"), list)
+        and all(
+            isinstance(m, list) and len(m) == 2 and real(m[0]) and count(m[1])
+            for m in value["metrics"]
+        )
+    )
+    if not valid:
+        raise FormatError(
+            f"{path}: training_position epoch_in_progress={value!r:.200} is not an epoch, "
+            "steps done, running totals and metric states."
+        )
 
 
 def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]]:
@@ -403,14 +516,55 @@ def load_model(path: str | os.PathLike):
     """Rebuilds a model saved by ``model.save``: compiled if it was, with the optimizer
     state and training position restored, ready to continue ``fit``.
 
+    A ``.keras`` archive written by layerkit resumes exactly from the checkpoint inside
+    it; one written by Keras loads as :func:`~layerkit.io.load_keras` does (weights and
+    architecture, uncompiled).
+
     Example:
         >>> model = lk.load_model("mnist_mlp.h5")
         >>> model.fit(x, y, epochs=1)  # continues exactly where the saved run stopped
     """
+    path = _check_path(path)
+    if not is_layerkit_checkpoint(path) and os.path.isfile(path) and zipfile.is_zipfile(path):
+        if not _archive_has_member(path, KERAS_ARCHIVE_MEMBER):
+            from .keras_model import load_keras
+
+            return load_keras(path)
+        with _archive_checkpoint(path) as inner:
+            return _load_model(inner, f"{path}!{KERAS_ARCHIVE_MEMBER}")
+    return _load_model(path, path)
+
+
+def _archive_has_member(path: str, member: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return member in zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+@contextlib.contextmanager
+def _archive_checkpoint(path: str):
+    """The layerkit checkpoint inside a ``.keras`` archive, as a temporary file."""
+    from .keras_files import _archive_member
+
+    data = _archive_member(path, KERAS_ARCHIVE_MEMBER, _MAX_MEMBER_BYTES)
+    with tempfile.TemporaryDirectory(prefix="layerkit-") as folder:
+        inner = os.path.join(folder, KERAS_ARCHIVE_MEMBER)
+        with open(inner, "wb") as f:
+            f.write(data)
+        yield inner
+
+
+def _load_model(path: str, shown: str):
+    """Loads the checkpoint at ``path``; errors name ``shown`` (the user's file)."""
     from ..models.sequential import Sequential
 
-    path = os.fspath(path)
-    snapshot = read_snapshot(path)
+    try:
+        snapshot = read_snapshot(path)
+    except FormatError as error:
+        raise FormatError(str(error).replace(path, shown)) from None
+    path = shown
     if snapshot.kind != "model" or snapshot.config is None:
         raise FormatError(
             f"{path} holds weights only (written by save_weights): build the model and "
@@ -450,22 +604,89 @@ def _compile_arguments(snapshot: Snapshot, path: str) -> tuple:
 
 
 def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
-    """Restores weights, optimizer state and training position from a model checkpoint
-    into an existing, compiled model of the same architecture (``BackupAndRestore``).
-    Everything is checked before anything changes. Returns the stored training position."""
-    path = os.fspath(path)
+    """Restores weights, optimizer state (with a learning rate changed during training)
+    and training position from a model checkpoint into an existing, compiled model of
+    the same architecture (``BackupAndRestore``).
+
+    Everything is checked before anything changes: a model whose layers differ from the
+    file's (a layer added, removed, resized or reconfigured since the backup) is refused
+    with a ValueError naming the difference. Returns the stored training position.
+    """
+    path = _check_path(path)
     snapshot = read_snapshot(path)
+    _check_same_architecture(model, snapshot, path)
     pairs = [(s, _model_layer(model, s.name, path)) for s in snapshot.layers]
     _check_shapes(pairs, path)
     unknown = [name for name in snapshot.layer_states if name not in _layer_names(model)]
     if unknown:
         raise FormatError(f"{path}: training state for layers {unknown} not in the model.")
-    if snapshot.optimizer_state is not None and model.optimizer is not None:
-        model.optimizer.build(model.weights)
-        model.optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
+    optimizer = model.optimizer
+    learning_rate = _stored_learning_rate(snapshot, optimizer, path)
+    if snapshot.optimizer_state is not None and optimizer is not None:
+        optimizer.build(model.weights)
+        optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
+    if learning_rate is not None:
+        optimizer.learning_rate = learning_rate
     _apply_layers(model, pairs, path)
     _restore_training_state(model, snapshot, optimizer_done=True)
     return snapshot.position
+
+
+def _comparable_layers(config: dict | None) -> list[tuple[str, dict]]:
+    """(class name, config without the trainable flag) of each layer of a model config:
+    what must agree for a backup to resume into a model (freezing may differ)."""
+    specs = (config or {}).get("layers") or []
+    layers = []
+    for spec in specs:
+        if not isinstance(spec, dict) or not isinstance(spec.get("config", {}), dict):
+            continue
+        cls = spec.get("class_name")
+        # An InputLayer's name is usually automatic (input_layer_3): only its shape counts.
+        ignored = ("trainable", "name") if cls == "InputLayer" else ("trainable",)
+        layers.append((cls, {k: v for k, v in spec.get("config", {}).items() if k not in ignored}))
+    return layers
+
+
+def _check_same_architecture(model, snapshot: Snapshot, path: str) -> None:
+    if snapshot.config is None:
+        return  # a weights file: the name and shape checks are all there is
+    stored = _comparable_layers(snapshot.config)
+    current = _comparable_layers(model.get_config())
+    if stored == current:
+        return
+    names = [c.get("name") for _, c in current]
+    stored_names = [c.get("name") for _, c in stored]
+    if names != stored_names:
+        difference = f"the file has layers {stored_names}, the model {names}"
+    else:
+        name, was, now = next(
+            (a[1].get("name"), a, b) for a, b in zip(stored, current) if a != b
+        )
+        changed = sorted(
+            k for k in set(was[1]) | set(now[1]) if was[1].get(k) != now[1].get(k)
+        )
+        if was[0] != now[0]:
+            changed = ["class_name", *changed]
+        difference = f"layer {name!r} differs in {changed}"
+    raise ValueError(
+        f"Cannot restore {path} into model {model.name!r}: its architecture changed since "
+        f"the backup ({difference}). Delete the backup to start afresh, or restore the "
+        "script's previous model."
+    )
+
+
+def _stored_learning_rate(snapshot: Snapshot, optimizer, path: str) -> float | None:
+    """The plain learning rate the file's optimizer had (a callback may have changed it),
+    to give the script's optimizer; None when either side follows a schedule."""
+    if optimizer is None or optimizer.schedule is not None or snapshot.optimizer_config is None:
+        return None
+    config = snapshot.optimizer_config.get("config")
+    value = config.get("learning_rate") if isinstance(config, dict) else None
+    if value is None or isinstance(value, dict):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise FormatError(f"{path}: optimizer learning_rate {value!r} is not a number.")
+    return float(value)
 
 
 def _layer_names(model) -> set[str]:

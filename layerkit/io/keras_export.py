@@ -26,6 +26,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from typing import Any
 
 import h5py
@@ -35,7 +36,7 @@ from .. import activations, backend, initializers
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
 from .atomic import atomic_write
 
-__all__ = ["save_keras"]
+__all__ = ["keras_writer", "save_keras"]
 
 PathLike = str | os.PathLike
 
@@ -114,21 +115,30 @@ def save_keras(model, path: PathLike) -> str:
             "Expected a path ending in '.keras' (model) or '.weights.h5' (weights), as Keras 3 "
             f"requires. Received: path={path!r}"
         )
-    layers, entries = _describe(model)
-    if archive:
-        config = _model_config(model, layers)
-        weights = io.BytesIO()
-        _write_weights(weights, model.name, entries)
-
-        def write(tmp: str) -> None:
-            _write_archive(tmp, config, weights.getvalue())
-
-    else:
-
-        def write(tmp: str) -> None:
-            _write_weights(tmp, model.name, entries)
-
+    write = keras_writer(model, archive)
     return atomic_write(path, write)
+
+
+def keras_writer(
+    model, archive: bool, extra_members: dict[str, bytes] | None = None
+) -> Callable[[str], None]:
+    """Checks ``model`` and returns ``write(path)`` for a ``.keras`` archive (``archive``)
+    or a ``.weights.h5`` file. Raises ValueError (as :func:`save_keras`) before anything
+    is written.
+
+    ``extra_members`` are stored in the archive after Keras's own members; Keras 3 reads
+    the members it knows and ignores the others (``model.save("x.keras")`` puts
+    layerkit's full checkpoint there, so that ``lk.load_model`` resumes exactly).
+    """
+    layers, entries = _describe(model)
+    if not archive:
+        if extra_members:
+            raise ValueError("A .weights.h5 file has no room for extra members.")
+        return lambda tmp: _write_weights(tmp, model.name, entries)
+    config = _model_config(model, layers)
+    weights = io.BytesIO()
+    _write_weights(weights, model.name, entries)
+    return lambda tmp: _write_archive(tmp, config, weights.getvalue(), extra_members or {})
 
 
 # --------------------------------------------------------------------------------------
@@ -343,7 +353,9 @@ def _write_weights(
                 group[str(i)] = array
 
 
-def _write_archive(target: str, config: dict[str, Any], weights: bytes) -> None:
+def _write_archive(
+    target: str, config: dict[str, Any], weights: bytes, extra_members: dict[str, bytes]
+) -> None:
     metadata = {
         "keras_version": KERAS_VERSION,
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
@@ -353,3 +365,5 @@ def _write_archive(target: str, config: dict[str, Any], weights: bytes) -> None:
         zf.writestr(zipfile.ZipInfo("metadata.json"), json.dumps(metadata))
         zf.writestr(zipfile.ZipInfo("config.json"), json.dumps(config))
         zf.writestr("model.weights.h5", weights)
+        for name, data in extra_members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)

@@ -8,15 +8,13 @@ from typing import Any
 import numpy as np
 
 from .. import activations, initializers
+from ..validation import check_integer
 from .base import Layer, register_layer
 
 
 def _positive_int(value: Any, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"Expected a positive integer. Received: {argument}={value!r}")
-    if value <= 0:
-        raise ValueError(f"Expected a positive integer. Received: {argument}={value!r}")
-    return int(value)
+    """``value`` as an int >= 1; numpy integers are accepted (Keras 3 refuses them)."""
+    return check_integer(value, argument, minimum=1)
 
 
 @functools.lru_cache(maxsize=32)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..random import make_rng, rng_from_state, rng_state
+from ..validation import check_integer, check_number
 from .base import Layer, register_layer
 
 
@@ -22,15 +23,11 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if (
-            isinstance(rate, bool)
-            or not isinstance(rate, (int, float, np.floating))
-            or not (0.0 <= float(rate) < 1.0)
-        ):
-            raise ValueError(f"Expected rate in [0, 1). Received: rate={rate!r}")
-        self.rate = float(rate)
-        self.seed = seed
-        self._rng = make_rng(seed)
+        # Keras allows rate=1; here it would divide by zero (1 / (1 - rate)).
+        self.rate = check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        # A plain int: the config is stored as JSON.
+        self.seed = None if seed is None else check_integer(seed, "seed", minimum=0)
+        self._rng = make_rng(self.seed)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:

@@ -38,11 +38,19 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
         raise ValueError(
             f"Expected a non-empty {argument}. Received: {argument}.shape={array.shape}"
         )
-    if array.ndim == 1:
+    one_dimensional = array.ndim == 1
+    if one_dimensional:
         array = array.reshape(-1, 1)
     if input_shape is not None:
         expected = tuple(input_shape[1:])
         if array.shape[1:] != expected:
+            if one_dimensional:
+                raise ValueError(
+                    f"Invalid {argument}: a 1-D array of {len(array)} values is read as "
+                    f"{len(array)} samples of one feature, but the model expects samples "
+                    f"of shape {expected}. For one sample, pass {argument}[None] "
+                    f"(shape (1, {len(array)}))."
+                )
             if len(expected) == 1 and array.ndim == 2:
                 raise ValueError(
                     f"Invalid {argument}: expected {expected[0]} features, "
@@ -68,10 +76,10 @@ def check_batch_size(batch_size: Any) -> int:
 
 
 def check_verbose(verbose: Any) -> int:
+    """0, 1 or 2; ``"auto"`` is 1, as in Keras 3 (``fit`` prints Keras's per-epoch lines
+    instead of a progress bar when the output is not a terminal)."""
     if verbose == "auto":
-        import sys
-
-        return 1 if sys.stdout.isatty() else 0
+        return 1
     if verbose not in (0, 1, 2) or isinstance(verbose, float):
         raise ValueError(f"Expected verbose in 'auto', 0, 1, 2. Received: verbose={verbose!r}")
     return int(verbose)

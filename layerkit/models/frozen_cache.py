@@ -3,7 +3,10 @@
 When the layers from the input up to the first trainable one are frozen (and act the same
 in training and inference, unlike Dropout), their output for the training data does not
 change from one epoch to the next. The cache computes it once per ``fit`` call and each
-step then runs only the layers above it. Same batches, same numbers.
+step then runs only the layers above it. Same batches, and the same numbers up to float32
+rounding: the cached features are computed in batches of 1024 rows and BLAS results
+depend on the batch shape, so cached and uncached runs differ by up to ~1e-6 in the
+weights (measured: 9e-7 after 5 epochs of the MNIST transfer model), never more.
 
 The cache is never stale: before every step it compares a signature of what it depends on
 (those layers, their trainable flags and their weights' versions, which ``set_weights``

@@ -41,6 +41,7 @@ class Sequential(Trainer):
         self._output_shape: tuple | None = None
         self._arena = None
         self._shuffle_rng = make_rng()
+        self._trainable = True
         for layer in layers or []:
             self.add(layer)
 
@@ -176,7 +177,30 @@ class Sequential(Trainer):
         return [p for layer in self._layers for p in layer.non_trainable_weights]
 
     def count_params(self) -> int:
+        """The number of weights; raises ValueError on an unbuilt model, as Keras."""
+        if not self.built:
+            raise ValueError(
+                f"You tried to call count_params() on model {self.name!r}, but it is not "
+                "built yet, so its weights do not exist. Build it first: "
+                "model.build((None, n_features)), or start it with lk.layers.Input(shape)."
+            )
         return int(sum(p.size for p in self.weights))
+
+    # --- trainable ------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """Whether the model trains; setting it sets ``trainable`` on every layer, as in
+        Keras (``base_model.trainable = False`` freezes a whole model), from the next
+        step on, without recompiling."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"Expected trainable to be a bool. Received: trainable={value!r}")
+        self._trainable = bool(value)
+        for layer in self._layers:
+            layer.trainable = bool(value)
 
     def get_weights(self) -> list[np.ndarray]:
         """Returns copies of all weights, layer by layer (``[kernel, bias, ...]``)."""
@@ -240,15 +264,23 @@ class Sequential(Trainer):
 
     # --- saving and loading ---------------------------------------------------------
     def save(self, filepath: str | os.PathLike, include_optimizer: bool = True) -> str:
-        """Saves everything needed to resume training to one HDF5 file, atomically:
-        architecture, weights, trainable flags, compile config, optimizer state and
-        training position. Returns the absolute path. Reload with ``lk.load_model``."""
+        """Saves everything needed to resume training, atomically: architecture,
+        weights, trainable flags, compile config, optimizer state and training position.
+        Returns the absolute path. Reload with ``lk.load_model``.
+
+        The suffix decides the format, as in Keras: ``"model.keras"`` writes a Keras 3
+        archive that real Keras loads (``keras.models.load_model``), with layerkit's
+        checkpoint inside so that ``lk.load_model`` resumes exactly; any other name
+        (``"model.h5"``) writes layerkit's HDF5 checkpoint.
+        """
         from ..io.checkpoint import save_model
 
         return save_model(self, filepath, include_optimizer=include_optimizer)
 
     def save_weights(self, filepath: str | os.PathLike) -> str:
-        """Saves the weights (one HDF5 group per layer) atomically; returns the path."""
+        """Saves the weights atomically; returns the path. A name ending in
+        ``.weights.h5`` gets Keras 3's weights layout (for ``keras_model.load_weights``),
+        any other name layerkit's (one HDF5 group per layer)."""
         from ..io.checkpoint import save_weights
 
         if not self.built:
@@ -285,6 +317,10 @@ class Sequential(Trainer):
         """
         from ..io.weights import load_weights
 
+        if isinstance(filepath, bytes):
+            filepath = os.fsdecode(filepath)
+        if isinstance(filepath, bytes):
+            filepath = os.fsdecode(filepath)
         return load_weights(
             self, filepath, layers=layers, rename=rename, skip_mismatch=skip_mismatch
         )

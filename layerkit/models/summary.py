@@ -41,7 +41,7 @@ def format_summary(model) -> str:
         if i < len(rows) - 1:
             parts.append("")
     parts.append("=" * sum(widths))
-    total = model.count_params()
+    total = sum(p.size for p in model.weights)  # count_params() refuses an unbuilt model
     trainable = sum(p.size for p in model.trainable_weights)
     itemsize = model.weights[0].dtype.itemsize if model.weights else 4
     parts += [

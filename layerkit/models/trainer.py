@@ -23,7 +23,9 @@ from .. import losses as losses_module
 from .. import metrics as metrics_module
 from ..callbacks.base import CallbackList
 from ..callbacks.history import History
+from ..callbacks.simple import TerminateOnNaN
 from ..layers.input_layer import InputLayer
+from ..random import rng_state
 from .data import (
     as_inputs,
     check_batch_size,
@@ -48,6 +50,10 @@ class Trainer:
         self._epochs_done = 0
         self._last_epoch = -1  # index of the last epoch completed by the current fit
         self._resume_from_epoch: int | None = None  # set by BackupAndRestore
+        # A mid-epoch backup: steps of that epoch already done and the running totals
+        # (loss x rows, rows, each metric's total and count) at that point.
+        self._resume_in_epoch: dict[str, Any] | None = None
+        self._epoch_progress: dict[str, Any] | None = None  # while an epoch runs
         self._plan_cache: dict[tuple, tuple] = {}
         self._stack: list = []  # the layers that compute (no InputLayer)
         # The lk.distributed strategy of the fit or evaluate call in progress (else None):
@@ -272,8 +278,8 @@ class Trainer:
             batch_size: samples per step (default 32); with ``distribute``, the global
                 batch, split across the ranks.
             epochs: index of the last epoch (epochs run from ``initial_epoch``).
-            verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch,
-                ``"auto"`` 1 in a terminal and 0 otherwise.
+            verbose: 0 silent, 1 a progress bar per epoch (Keras's per-epoch lines when
+                the output is not a terminal), 2 one line per epoch; ``"auto"`` is 1.
             callbacks: ``lk.callbacks`` instances.
             validation_split: fraction of the data, taken from the end before shuffling,
                 held out for validation.
@@ -299,6 +305,8 @@ class Trainer:
             epochs = check_int(epochs, "epochs", 0)
             initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
             verbose = check_verbose(verbose)
+            if verbose == 1 and not _interactive():
+                verbose = 2  # a progress bar needs a terminal
             if (
                 isinstance(validation_split, bool)
                 or not isinstance(validation_split, (int, float))
@@ -360,20 +368,27 @@ class Trainer:
             self.stop_training = False
             self._nan_warned = False
             self._last_epoch = initial_epoch - 1
-            self._resume_from_epoch = None
-            callback_list.on_train_begin()
+            self._resume_from_epoch = self._resume_in_epoch = None
+            chief = strategy is None or strategy.is_chief
+            if chief:
+                self._warn_about_setup(callback_list)
+            callback_list.on_train_begin({})
             if strategy is not None:
                 # After on_train_begin: BackupAndRestore restores on rank 0 only.
                 strategy.broadcast_training_state(self)
             if self._resume_from_epoch is not None:
                 initial_epoch = max(initial_epoch, self._resume_from_epoch)
             cache.prepare(x, x_val)
-            chief = strategy is None or strategy.is_chief
             logs: dict[str, float] = {}
             for epoch in range(initial_epoch, epochs):
                 if strategy is not None:
                     strategy.spread_layer_states(self)
-                callback_list.on_epoch_begin(epoch)
+                started = time.monotonic()
+                if verbose == 2 and chief:
+                    # Keras's per-epoch lines, also what verbose=1 prints when stdout is
+                    # not a terminal (logs of scripts under nohup or CI).
+                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                callback_list.on_epoch_begin(epoch, {})
                 # A diverging run overflows: fit reports that once, as a NaN loss (below),
                 # instead of numpy warning at every product.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -392,17 +407,16 @@ class Trainer:
                 if x_val is not None:
                     val_start, val_features = cache.validation_inputs()
                     val_logs = self._evaluate_arrays(
-                        val_features, y_val, batch_size, val_start, strategy
+                        val_features, y_val, batch_size, val_start, strategy, callback_list
                     )
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 self._epochs_done += 1
                 self._last_epoch = epoch
                 callback_list.on_epoch_end(epoch, logs)
                 if verbose == 2 and chief:
-                    print(
-                        f"Epoch {epoch + 1}/{epochs} - "
-                        + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
-                    )
+                    # After the callbacks, as Keras's progress logger: the line shows the
+                    # learning_rate that ReduceLROnPlateau logs.
+                    print(epoch_line(steps, time.monotonic() - started, logs), flush=True)
                 if strategy is not None:  # one rank's callback stopping stops every rank
                     self.stop_training = strategy.any(self.stop_training)
                 if self.stop_training:
@@ -426,14 +440,27 @@ class Trainer:
         strategy: distributed.MPI | None = None,
     ) -> dict[str, float]:
         n = len(x)
+        # The generator's state before this epoch's permutation: a mid-epoch backup
+        # stores it, so that the resumed epoch draws the same order again.
+        epoch_rng = rng_state(self._shuffle_rng)
         order = self._shuffle_rng.permutation(n) if shuffle else None
         for metric in self._metrics:
             metric.reset_state()
         total_loss, seen = 0.0, 0
         steps = math.ceil(n / batch_size)
+        first_step = 0
+        resume, self._resume_in_epoch = self._resume_in_epoch, None
+        if resume is not None:  # BackupAndRestore: continue after the backed-up step
+            first_step = resume["steps_done"]
+            total_loss, seen = resume["loss_total"], resume["seen"]
+            for metric, (metric_total, count) in zip(self._metrics, resume["metrics"]):
+                metric._total, metric._count = metric_total, count
+        progress = self._epoch_progress = _EpochProgress(epoch, epoch_rng, first_step)
+        progress.loss_total, progress.seen = total_loss, seen
         chief = strategy is None or strategy.is_chief
         bar = tqdm(
             total=steps,
+            initial=first_step,
             desc=f"Epoch {epoch + 1}/{epochs}",
             unit="step",
             disable=verbose != 1 or not chief,
@@ -450,9 +477,9 @@ class Trainer:
         y_buffers: dict[int, np.ndarray] = {}
         logs: dict[str, float] = {}
         try:
-            for step in range(steps):
+            for step in range(first_step, steps):
                 if wants_batch:  # first: a callback may change what the cache depends on
-                    callback_list.on_train_batch_begin(step)
+                    callback_list.on_train_batch_begin(step, {})
                 start_layer, features = cache.training_inputs()
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 batch_rows = hi - lo
@@ -490,11 +517,21 @@ class Trainer:
                 if rows:
                     for metric in self._metrics:
                         metric.update_state(yb, out)
+                progress.steps_done, progress.loss_total, progress.seen = (
+                    step + 1,
+                    total_loss,
+                    seen,
+                )
                 if not math.isfinite(value) and not self._nan_warned and chief:
                     self._nan_warned = True
+                    advice = (
+                        ""
+                        if callback_list.has(TerminateOnNaN)
+                        else " Add lk.callbacks.TerminateOnNaN() to stop training when it does."
+                    )
                     warnings.warn(
-                        f"The loss became {value} at epoch {epoch + 1}, step {step + 1}. "
-                        "Add lk.callbacks.TerminateOnNaN() to stop training when it does.",
+                        f"The loss became {value} at epoch {epoch + 1}, step {step + 1}."
+                        + advice,
                         RuntimeWarning,
                         stacklevel=4,
                     )
@@ -514,6 +551,7 @@ class Trainer:
             if verbose == 1:
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
         finally:
+            self._epoch_progress = None
             bar.close()
         return logs
 
@@ -551,14 +589,16 @@ class Trainer:
         batch_size: int | None = None,
         verbose: str | int = 0,
         return_dict: bool = False,
+        callbacks: list | None = None,
         distribute: distributed.MPI | None = None,
     ):
         """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
         or a dict with ``return_dict=True``. Dropout is inactive.
 
-        With ``distribute=lk.distributed.MPI()``, each rank evaluates a contiguous share
-        of ``x`` (the remainder rule of ``fit``) in batches of ``batch_size``, and every
-        rank returns the figures of the whole set.
+        ``callbacks`` receive ``on_test_begin``, ``on_test_batch_begin/end`` and
+        ``on_test_end``, as in Keras. With ``distribute=lk.distributed.MPI()``, each rank
+        evaluates a contiguous share of ``x`` (the remainder rule of ``fit``) in batches
+        of ``batch_size``, and every rank returns the figures of the whole set.
 
         Example:
             >>> loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024)
@@ -572,14 +612,23 @@ class Trainer:
                 strategy.check_same(
                     "evaluate", samples=len(x), sample_shape=x.shape[1:], batch=batch_size
                 )
-            logs = self._evaluate_arrays(x, y, batch_size, 0, strategy)
+            callback_list = CallbackList(
+                callbacks, self, {"steps": math.ceil(len(x) / batch_size), "verbose": 0}
+            )
+            logs = self._evaluate_arrays(x, y, batch_size, 0, strategy, callback_list)
         if return_dict:
             return logs
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
     def _evaluate_arrays(
-        self, x, y, batch_size: int, start: int, strategy: distributed.MPI | None = None
+        self,
+        x,
+        y,
+        batch_size: int,
+        start: int,
+        strategy: distributed.MPI | None = None,
+        callback_list: CallbackList | None = None,
     ) -> dict[str, float]:
         _, _, fused = self._plan(start)
         loss = fused if fused is not None else self.loss
@@ -590,8 +639,13 @@ class Trainer:
         if strategy is not None:  # this rank's contiguous share
             first, stop = strategy.shard(len(x))
             x, y = x[first:stop], y[first:stop]
+        hooks = callback_list is not None and callback_list.wants_test_batch_hooks
+        if callback_list is not None:
+            callback_list.on_test_begin({})
         total = 0.0
-        for lo in range(0, len(x), batch_size):
+        for step, lo in enumerate(range(0, len(x), batch_size)):
+            if hooks:
+                callback_list.on_test_batch_begin(step, {})
             h = x[lo : lo + batch_size]
             for layer in layers[start:-1]:
                 h, _ = layer.forward(h, False)
@@ -607,17 +661,47 @@ class Trainer:
                     out = last.activation(out)
                 for metric in self._metrics:
                     metric.update_state(yb, out)
-        return self._logs(total, len(x), strategy, keep=True)
+            if hooks:
+                # This rank's running figures: batch hooks make no collective calls.
+                callback_list.on_test_batch_end(step, self._logs(total, lo + len(h)))
+        logs = self._logs(total, len(x), strategy, keep=True)
+        if callback_list is not None:
+            callback_list.on_test_end(dict(logs))
+        return logs
 
-    def predict(self, x, batch_size: int | None = None, verbose: str | int = 0) -> np.ndarray:
-        """Returns the model's outputs for ``x`` (a new float array). Dropout is inactive."""
+    def predict(
+        self,
+        x,
+        batch_size: int | None = None,
+        verbose: str | int = 0,
+        callbacks: list | None = None,
+    ) -> np.ndarray:
+        """Returns the model's outputs for ``x`` (a new float array). Dropout is inactive.
+
+        ``callbacks`` receive ``on_predict_begin``, ``on_predict_batch_begin/end`` (with
+        ``{"outputs": batch outputs}``) and ``on_predict_end``, as in Keras.
+        """
         batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
         x = self._prepare_x(x)
-        return self.forward_range(x, 0, len(self._stack), batch_size, verbose)
+        if callbacks is None:
+            return self.forward_range(x, 0, len(self._stack), batch_size, verbose)
+        callback_list = CallbackList(
+            callbacks, self, {"steps": math.ceil(len(x) / batch_size), "verbose": verbose}
+        )
+        callback_list.on_predict_begin({})
+        result = self.forward_range(x, 0, len(self._stack), batch_size, verbose, callback_list)
+        callback_list.on_predict_end({})
+        return result
 
     def forward_range(
-        self, x: np.ndarray, start: int, stop: int, batch_size: int, verbose: int = 0
+        self,
+        x: np.ndarray,
+        start: int,
+        stop: int,
+        batch_size: int,
+        verbose: int = 0,
+        callback_list: CallbackList | None = None,
     ) -> np.ndarray:
         """Outputs of layers ``start:stop`` (of the layers without the InputLayer) for
         validated inputs, in batches, into one new array."""
@@ -625,12 +709,18 @@ class Trainer:
         shape = self.input_shape if start == 0 else layers[0].input_shape
         out_shape = layers[-1].output_shape if layers else shape
         result = np.empty((len(x), *out_shape[1:]), dtype=x.dtype)
+        hooks = callback_list is not None and callback_list.wants_predict_batch_hooks
         starts = range(0, len(x), batch_size)
-        for lo in tqdm(starts, disable=verbose != 1, unit="step", desc="predict"):
+        bar = tqdm(starts, disable=verbose != 1, unit="step", desc="predict")
+        for step, lo in enumerate(bar):
+            if hooks:
+                callback_list.on_predict_batch_begin(step, {})
             h = x[lo : lo + batch_size]
             for layer in layers:
                 h, _ = layer.forward(h, False)
             result[lo : lo + len(h)] = h
+            if hooks:
+                callback_list.on_predict_batch_end(step, {"outputs": result[lo : lo + len(h)]})
         return result
 
     def __call__(self, x, training: bool = False) -> np.ndarray:
@@ -689,12 +779,76 @@ class Trainer:
             metric.reset_state()
 
     def training_position(self) -> dict[str, Any]:
-        """Epochs done, optimizer steps, and the shuffling generator's state."""
-        from ..random import rng_state
-
-        return {
+        """Epochs done, optimizer steps, and the shuffling generator's state; during an
+        epoch (a checkpoint saved every N batches) also the epoch in progress: its index,
+        the steps done and the running loss and metric totals, with the generator's
+        state from before the epoch's permutation, so a resumed run continues exactly."""
+        progress = self._epoch_progress
+        position = {
             "epochs_done": self._epochs_done,
             "last_epoch": self._last_epoch,
             "iterations": self.optimizer.iterations if self.optimizer else 0,
-            "shuffle_rng": rng_state(self._shuffle_rng),
+            "shuffle_rng": rng_state(self._shuffle_rng) if progress is None else progress.rng,
         }
+        if progress is not None:
+            position["epoch_in_progress"] = {
+                "epoch": progress.epoch,
+                "steps_done": progress.steps_done,
+                "loss_total": progress.loss_total,
+                "seen": progress.seen,
+                "metrics": [[m._total, m._count] for m in self._metrics],
+            }
+        return position
+
+    def _warn_about_setup(self, callback_list) -> None:
+        """Warnings Keras gives (or should) before a fit that cannot do what is meant."""
+        if not any(p.trainable for p in self.weights):
+            warnings.warn(
+                f"Model {self.name!r} has no trainable weights: fit() will change nothing "
+                "(every layer is frozen). Unfreeze layers with model.unfreeze(pattern) or "
+                "layer.trainable = True.",
+                UserWarning,
+                stacklevel=4,
+            )
+        expected = self.loss.probability_activation
+        last = self._stack[-1] if self._stack else None
+        activation = getattr(getattr(last, "activation", None), "name", None)
+        if self.loss.expects_probabilities and activation not in (None, expected):
+            warnings.warn(
+                f"The loss {type(self.loss).__name__} expects probabilities, but the last "
+                f"layer of model {self.name!r} ({last.name!r}) has activation "
+                f"{activation!r}, not {expected!r}. If the model outputs logits, pass "
+                "from_logits=True to the loss.",
+                UserWarning,
+                stacklevel=4,
+            )
+
+
+class _EpochProgress:
+    """Where the epoch in progress stands (read by ``training_position``)."""
+
+    __slots__ = ("epoch", "loss_total", "rng", "seen", "steps_done")
+
+    def __init__(self, epoch: int, rng: dict, steps_done: int) -> None:
+        self.epoch, self.rng, self.steps_done = epoch, rng, steps_done
+        self.loss_total, self.seen = 0.0, 0
+
+
+def _interactive() -> bool:
+    import sys
+
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def epoch_line(steps: int, seconds: float, logs: dict[str, float]) -> str:
+    """Keras 3's verbose=2 line: ``1875/1875 - 2s - 1ms/step - loss: 0.2905 - ...``."""
+    per_step = seconds / max(steps, 1)
+    if per_step >= 1:
+        rate = f"{per_step:.0f}s/step"
+    elif per_step >= 1e-3:
+        rate = f"{per_step * 1e3:.0f}ms/step"
+    else:
+        rate = f"{per_step * 1e6:.0f}us/step"
+    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    return f"{steps}/{steps} - {seconds:.0f}s - {rate}" + (f" - {values}" if values else "")

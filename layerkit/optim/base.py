@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..parameter import Parameter
+from ..validation import check_number
 from . import schedules
 
 
@@ -68,10 +69,16 @@ class Optimizer:
                 "Only one of `clipnorm`, `clipvalue` and `global_clipnorm` can be set. "
                 f"Received: {', '.join(set_options)}"
             )
-        for option in set_options:
-            value = locals()[option]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"Expected a positive number. Received: {option}={value!r}")
+        clipnorm, clipvalue, global_clipnorm = (
+            None
+            if value is None
+            else check_number(value, option, minimum=0.0, exclusive_minimum=True)
+            for option, value in (
+                ("clipnorm", clipnorm),
+                ("clipvalue", clipvalue),
+                ("global_clipnorm", global_clipnorm),
+            )
+        )
         self.clipnorm, self.clipvalue, self.global_clipnorm = clipnorm, clipvalue, global_clipnorm
         self.learning_rate = self.default_learning_rate if learning_rate is None else learning_rate
         self.name = name or type(self).__name__.lower()
@@ -94,10 +101,19 @@ class Optimizer:
 
     @learning_rate.setter
     def learning_rate(self, value) -> None:
+        if isinstance(getattr(self, "_learning_rate", None), schedules.LearningRateSchedule):
+            # As Keras: replacing the schedule by a number would silently end it.
+            raise TypeError(
+                f"This optimizer was created with a LearningRateSchedule "
+                f"({type(self._learning_rate).__name__}) as its learning_rate, hence its "
+                f"learning rate is not settable. Received: learning_rate={value!r:.100}"
+            )
         if isinstance(value, schedules.LearningRateSchedule):
             self._learning_rate = value
             return
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)
+        ):
             raise TypeError(f"Expected a float or a schedule. Received: learning_rate={value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(
@@ -147,8 +163,16 @@ class Optimizer:
         return {s: a * self.slot_scale(s) for s, a in zip(self.slot_names, self._slots[name])}
 
     def state_dict(self) -> dict[str, Any]:
-        """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``."""
-        slots = {name: self.slots(name) for name in self._slots}
+        """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``.
+
+        The slots are copies of the arrays the update computes with (Adam keeps scaled
+        moments, see :class:`~layerkit.optim.Adam`), so ``load_state_dict(state_dict())``
+        is bit-exact; :meth:`slots` reports Keras's definitions.
+        """
+        slots = {
+            name: {s: a.copy() for s, a in zip(self.slot_names, arrays)}
+            for name, arrays in self._slots.items()
+        }
         for name, pending in self._pending_state.items():
             slots.setdefault(name, {k: v.copy() for k, v in pending.items()})
         return {"iterations": self.iterations, "slots": slots}
@@ -156,14 +180,19 @@ class Optimizer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`'s output, checking slot names and shapes first.
 
-        State for parameters not built yet is kept and applied when they are.
-        Raises ValueError, changing nothing, on any mismatch.
+        ``state["form"] == "keras"`` marks slots in Keras's definitions (as :meth:`slots`
+        reports them, and as checkpoints before format version 2 stored them); they are
+        converted to the stored form. State for parameters not built yet is kept and
+        applied when they are. Raises ValueError, changing nothing, on any mismatch.
         """
         if not isinstance(state, dict) or "iterations" not in state:
             raise ValueError("Expected an optimizer state dict with 'iterations' and 'slots'.")
         iterations = int(state["iterations"])
         if iterations < 0:
             raise ValueError(f"Expected iterations >= 0. Received: {iterations}")
+        form = state.get("form", "stored")
+        if form not in ("stored", "keras"):
+            raise ValueError(f"Expected form 'stored' or 'keras'. Received: form={form!r}")
         slots = state.get("slots", {})
         for name, arrays in slots.items():
             if set(arrays) != set(self.slot_names):
@@ -179,6 +208,10 @@ class Optimizer:
                             f"received {np.shape(arrays[slot])}."
                         )
         for name, arrays in slots.items():
+            if form == "keras":
+                arrays = {
+                    k: np.asarray(v) / self.slot_scale(k) for k, v in arrays.items()
+                }
             if name in self._slots:
                 self._load_slots(name, arrays)
             else:
@@ -193,7 +226,7 @@ class Optimizer:
                     f"Optimizer state {name!r}/{slot}: expected shape {current.shape}, "
                     f"received {value.shape}."
                 )
-            np.copyto(current, value / self.slot_scale(slot), casting="unsafe")
+            np.copyto(current, value, casting="unsafe")
 
     # --- applying -------------------------------------------------------------------
     def apply_gradients(self, grads_and_params: Iterable[tuple[np.ndarray, Parameter]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_number
 from .base import Optimizer
 
 
@@ -27,13 +28,7 @@ class SGD(Optimizer):
         nesterov: bool = False,
         **kwargs,
     ) -> None:
-        if (
-            isinstance(momentum, bool)
-            or not isinstance(momentum, (int, float))
-            or not (0.0 <= momentum <= 1.0)
-        ):
-            raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
-        self.momentum = float(momentum)
+        self.momentum = check_number(momentum, "momentum", minimum=0.0, maximum=1.0)
         self.nesterov = bool(nesterov)
         self.slot_names = ("momentum",) if self.momentum else ()
         super().__init__(learning_rate, **kwargs)

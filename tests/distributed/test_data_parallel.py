@@ -109,7 +109,7 @@ def test_rank_0_alone_saves_and_a_resumed_run_ends_as_an_uninterrupted_one(run_m
     launch = run_mpi(2, "checkpoints", full)
     assert_ok(launch)
     # Verbose callbacks print on rank 0 only: one line per save, not one per rank.
-    assert launch.stdout.count(": saved model to ") == 4
+    assert launch.stdout.count(": saving model to ") == 4
     ranks = load(full, "checkpoints", 2)
     for a, b in zip(ranks[0]["weights"], ranks[1]["weights"]):
         np.testing.assert_array_equal(a, b)

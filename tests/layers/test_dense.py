@@ -3,6 +3,8 @@ the bias and the input with every activation."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -173,6 +175,14 @@ def test_set_weights_validates_and_changes_nothing(fresh_session):
 def test_bad_units(units):
     with pytest.raises(ValueError, match=rf"units={units}"):
         Dense(units)
+
+
+def test_numpy_integer_units_and_input_dim(fresh_session):
+    layer = Dense(np.int64(3), input_dim=np.int32(2))
+    assert layer.units == 3
+    assert type(layer.units) is int
+    assert layer.get_config()["input_shape"] == [2]
+    json.dumps(layer.get_config())
 
 
 def test_non_integer_units():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,10 +90,36 @@ def test_dropout_seed_reproducible(fresh_session):
     assert not np.array_equal(a, c)
 
 
-@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5, "0.5", True])
-def test_dropout_bad_rate(rate):
-    with pytest.raises(ValueError, match=r"rate="):
+@pytest.mark.parametrize(
+    ("rate", "error"),
+    [
+        (-0.1, ValueError),
+        (1.0, ValueError),
+        (1.5, ValueError),
+        ("0.5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_dropout_bad_rate(rate, error):
+    with pytest.raises(error, match=r"rate="):
         Dropout(rate)
+
+
+@pytest.mark.parametrize("rate", [np.float32(0.5), np.float64(0.25), np.int64(0), 0])
+def test_dropout_accepts_numpy_scalars(rate):
+    layer = Dropout(rate, seed=np.int64(3))
+    assert layer.rate == float(rate)
+    config = layer.get_config()
+    assert type(config["rate"]) is float
+    assert type(config["seed"]) is int
+    json.dumps(config)  # numpy scalars would not serialise
+    x = np.ones((4, 6), np.float32)
+    assert np.array_equal(layer(x, training=True), Dropout(float(rate), seed=3)(x, training=True))
+
+
+def test_dropout_bad_seed():
+    with pytest.raises(TypeError, match=r"seed=1.5"):
+        Dropout(0.5, seed=1.5)
 
 
 def test_dropout_config():
