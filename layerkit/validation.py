@@ -162,3 +162,13 @@ def check_integer(value: Any, argument: str, *, minimum: int | None = None) -> i
     if minimum is not None and value < minimum:
         raise ValueError(f"Expected {argument} >= {minimum}. Received: {argument}={value!r}")
     return int(value)
+
+
+def check_flag(value: Any, argument: str) -> bool:
+    """Returns a boolean option (``bool`` or ``np.bool_``) as a ``bool``; TypeError else."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(
+            f"Expected True or False for {argument}. "
+            f"Received: {argument}={value!r:.100} of type {type(value).__name__}"
+        )
+    return bool(value)

@@ -319,8 +319,6 @@ class Sequential(Trainer):
 
         if isinstance(filepath, bytes):
             filepath = os.fsdecode(filepath)
-        if isinstance(filepath, bytes):
-            filepath = os.fsdecode(filepath)
         return load_weights(
             self, filepath, layers=layers, rename=rename, skip_mismatch=skip_mismatch
         )

@@ -530,8 +530,7 @@ class Trainer:
                         else " Add lk.callbacks.TerminateOnNaN() to stop training when it does."
                     )
                     warnings.warn(
-                        f"The loss became {value} at epoch {epoch + 1}, step {step + 1}."
-                        + advice,
+                        f"The loss became {value} at epoch {epoch + 1}, step {step + 1}." + advice,
                         RuntimeWarning,
                         stacklevel=4,
                     )
@@ -850,5 +849,8 @@ def epoch_line(steps: int, seconds: float, logs: dict[str, float]) -> str:
         rate = f"{per_step * 1e3:.0f}ms/step"
     else:
         rate = f"{per_step * 1e6:.0f}us/step"
-    values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+    # Keras's Progbar: 4 decimals, or 4 significant digits for magnitudes up to 1e-3.
+    values = " - ".join(
+        f"{k}: {v:.4f}" if abs(v) > 1e-3 else f"{k}: {v:.4e}" for k, v in logs.items()
+    )
     return f"{steps}/{steps} - {seconds:.0f}s - {rate}" + (f" - {values}" if values else "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_number
 from .base import Optimizer
 
 
@@ -20,9 +21,8 @@ class Adadelta(Optimizer):
     def __init__(
         self, learning_rate=None, rho: float = 0.95, epsilon: float = 1e-7, **kwargs
     ) -> None:
-        if not 0.0 <= rho < 1.0:
-            raise ValueError(f"Expected rho in [0, 1). Received: rho={rho!r}")
-        self.rho, self.epsilon = float(rho), float(epsilon)
+        self.rho = check_number(rho, "rho", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
         super().__init__(learning_rate, **kwargs)
 
     def update_step(self, value, grad, slots, lr):

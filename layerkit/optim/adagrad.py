@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_number
 from .base import Optimizer
 
 
@@ -20,13 +21,10 @@ class Adagrad(Optimizer):
         epsilon: float = 1e-7,
         **kwargs,
     ) -> None:
-        if initial_accumulator_value < 0:
-            raise ValueError(
-                "Expected initial_accumulator_value >= 0. "
-                f"Received: initial_accumulator_value={initial_accumulator_value!r}"
-            )
-        self.initial_accumulator_value = float(initial_accumulator_value)
-        self.epsilon = float(epsilon)
+        self.initial_accumulator_value = check_number(
+            initial_accumulator_value, "initial_accumulator_value", minimum=0.0
+        )
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
         super().__init__(learning_rate, **kwargs)
 
     def slot_initial_value(self, slot):

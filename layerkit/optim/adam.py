@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..validation import check_number
 from .base import Optimizer
 
 
@@ -31,10 +32,11 @@ class Adam(Optimizer):
         epsilon: float = 1e-7,
         **kwargs,
     ) -> None:
-        for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"Expected {argument} in [0, 1). Received: {argument}={beta!r}")
-        self.beta_1, self.beta_2, self.epsilon = float(beta_1), float(beta_2), float(epsilon)
+        self.beta_1, self.beta_2 = (
+            check_number(beta, argument, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+            for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
+        )
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
         super().__init__(learning_rate, **kwargs)
 
     def slot_scale(self, slot):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..validation import check_flag, check_number
 from .base import Optimizer
 
 
@@ -24,12 +25,10 @@ class RMSprop(Optimizer):
         centered: bool = False,
         **kwargs,
     ) -> None:
-        if not 0.0 <= rho < 1.0:
-            raise ValueError(f"Expected rho in [0, 1). Received: rho={rho!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"Expected momentum in [0, 1]. Received: momentum={momentum!r}")
-        self.rho, self.momentum, self.epsilon = float(rho), float(momentum), float(epsilon)
-        self.centered = bool(centered)
+        self.rho = check_number(rho, "rho", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.momentum = check_number(momentum, "momentum", minimum=0.0, maximum=1.0)
+        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
+        self.centered = check_flag(centered, "centered")
         self.slot_names = (
             ("velocity",)
             + (("momentum",) if self.momentum else ())

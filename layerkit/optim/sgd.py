@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..validation import check_number
+from ..validation import check_flag, check_number
 from .base import Optimizer
 
 
@@ -29,7 +29,7 @@ class SGD(Optimizer):
         **kwargs,
     ) -> None:
         self.momentum = check_number(momentum, "momentum", minimum=0.0, maximum=1.0)
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_flag(nesterov, "nesterov")
         self.slot_names = ("momentum",) if self.momentum else ()
         super().__init__(learning_rate, **kwargs)
 
