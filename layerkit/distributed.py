@@ -235,9 +235,9 @@ class MPI:
         )
         model._epochs_done, model._resume_from_epoch = position[0], position[1]
         model._shuffle_rng = rng_from_state(position[2])
-        # A mid-epoch backup's running totals are rank 0's share (each rank sums its own
-        # rows): the other ranks continue from zero, so the resumed epoch's logged loss
-        # and metrics cover rank 0's earlier rows only; the weights are exact.
+        # A mid-epoch backup holds the running totals of all ranks (summed before the
+        # save): rank 0 continues from them and the others from zero, so the sums over
+        # the ranks go on as in the uninterrupted run.
         resume = position[3]
         if resume is not None and not self.is_chief:
             resume = {**resume, "loss_total": 0.0, "seen": 0}
@@ -325,6 +325,9 @@ def _install_abort_hook(world: Any) -> None:
                     file=sys.stderr,
                 )
                 sys.stderr.flush()
+                # The launcher forwards output through pipes; MPI_Abort kills every rank
+                # at once, and a traceback still in the pipe would be lost.
+                time.sleep(0.5)
             world.Abort(1)
 
     sys.excepthook = abort_every_rank

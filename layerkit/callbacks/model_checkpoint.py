@@ -58,6 +58,10 @@ class ModelCheckpoint(Callback):
         self.mode = resolve_mode(monitor, mode)
         self.save_freq = save_freq
         self._counter = BatchCounter(save_freq, "ModelCheckpoint")
+        if self._counter.every is not None:
+            # A per-batch hook only when needed: it makes fit build batch logs each step.
+            self.on_train_batch_end = self._on_train_batch_end
+        _check_suffix(self.filepath, save_weights_only)
         self.best = (
             initial_best(self.mode)
             if initial_value_threshold is None
@@ -72,7 +76,7 @@ class ModelCheckpoint(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._current_epoch = epoch
 
-    def on_train_batch_end(self, batch, logs=None):
+    def _on_train_batch_end(self, batch, logs=None):
         if self._counter.due():
             self._save(self._current_epoch, batch, logs)
 
@@ -101,6 +105,7 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose:
             self._say(f"Epoch {epoch + 1}: saving model to {path}")
+        self.model._sync_epoch_progress()  # every rank: a collective when distributed
         if is_chief(self.model):
             folder = os.path.dirname(os.path.abspath(path))
             os.makedirs(folder, exist_ok=True)  # as Keras: the folder may not exist yet
@@ -122,3 +127,18 @@ class ModelCheckpoint(Callback):
                 f"Cannot format ModelCheckpoint filepath {self.filepath!r} with "
                 f"{sorted(fields)}: {error!r}"
             ) from None
+
+
+def _check_suffix(filepath: str, save_weights_only: bool) -> None:
+    """Refuses a file name whose Keras meaning contradicts what is saved (Keras does)."""
+    if save_weights_only and filepath.endswith(".keras"):
+        raise ValueError(
+            "With save_weights_only=True the file name cannot end in '.keras' (a whole "
+            f"model, in Keras): use '.weights.h5' or '.h5'. Received: filepath={filepath!r}"
+        )
+    if not save_weights_only and filepath.endswith(".weights.h5"):
+        raise ValueError(
+            "A file name ending in '.weights.h5' holds weights only: pass "
+            "save_weights_only=True, or use '.keras' or '.h5' for the whole model. "
+            f"Received: filepath={filepath!r}"
+        )

@@ -53,7 +53,6 @@ from .stored import FormatError, StoredLayer
 FORMAT_NAME = "layerkit"
 FORMAT_VERSION = 2  # 2: slots in the stored form, a group for every parameter
 KERAS_ARCHIVE_MEMBER = "layerkit.h5"  # layerkit's checkpoint inside a .keras archive
-_MAX_MEMBER_BYTES = 1 << 34
 HEADER_BYTES = 512  # the HDF5 user block that holds the header
 MAGIC = b"layerkit checkpoint\n"
 
@@ -71,21 +70,27 @@ def save_model(model, path: str | os.PathLike, include_optimizer: bool = True) -
             the layer); nothing is written then.
     """
     path = _check_path(path)
+    if path.endswith(".weights.h5"):
+        raise ValueError(
+            "A file name ending in '.weights.h5' holds weights only, as in Keras: use "
+            f"model.save_weights(), or '.keras' or '.h5' for the whole model. Received: {path!r}"
+        )
     if path.endswith(".keras"):
         from .keras_export import keras_writer
 
-        with tempfile.TemporaryDirectory(prefix="layerkit-") as folder:
-            inner = os.path.join(folder, KERAS_ARCHIVE_MEMBER)
-            _write(model, inner, "model", include_optimizer)
-            with open(inner, "rb") as f:
-                checkpoint = f.read()
-        try:
-            write = keras_writer(model, True, {KERAS_ARCHIVE_MEMBER: checkpoint})
+        members: dict[str, bytes] = {}
+        try:  # first: a model Keras cannot express costs no checkpoint
+            write = keras_writer(model, True, members)
         except ValueError as error:
             raise ValueError(
                 f"Cannot save {path} as a Keras 3 archive (the .keras suffix): {error} "
                 "Save to a .h5 path for layerkit's own checkpoint."
             ) from None
+        with tempfile.TemporaryDirectory(prefix="layerkit-") as folder:
+            inner = os.path.join(folder, KERAS_ARCHIVE_MEMBER)
+            _write(model, inner, "model", include_optimizer)
+            with open(inner, "rb") as f:
+                members[KERAS_ARCHIVE_MEMBER] = f.read()
         return atomic_write(path, write)
     return atomic_write(path, lambda tmp: _write(model, tmp, "model", include_optimizer))
 
@@ -94,6 +99,11 @@ def save_weights(model, path: str | os.PathLike) -> str:
     """Writes the weights of ``model`` to ``path`` atomically: Keras 3's weights layout
     for a path ending in ``.weights.h5`` (as Keras requires), else one group per layer."""
     path = _check_path(path)
+    if path.endswith(".keras"):
+        raise ValueError(
+            "A file name ending in '.keras' holds a whole model, as in Keras: use "
+            f"model.save(), or '.weights.h5' or '.h5' for weights. Received: {path!r}"
+        )
     if path.endswith(".weights.h5"):
         from .keras_export import keras_writer
 
@@ -429,8 +439,8 @@ def _check_position(snapshot: Snapshot, path: str) -> None:
 def _check_epoch_in_progress(value: Any, path: str) -> None:
     """Refuses a mid-epoch position that fit could not continue from."""
 
-    def count(x: Any) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    def count(x: Any, minimum: int = 0) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool) and x >= minimum
 
     def real(x: Any) -> bool:
         return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
@@ -438,20 +448,35 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
     valid = (
         isinstance(value, dict)
         and count(value.get("epoch"))
+        and count(value.get("samples"), 1)
+        and count(value.get("batch_size"), 1)
+        and isinstance(value.get("shuffle"), bool)
         and count(value.get("steps_done"))
         and count(value.get("seen"))
         and real(value.get("loss_total"))
+        and (value.get("learning_rate") is None or real(value["learning_rate"]))
+        and isinstance(value.get("metric_names"), list)
+        and all(isinstance(n, str) for n in value["metric_names"])
         and isinstance(value.get("metrics"), list)
+        and len(value["metrics"]) == len(value["metric_names"])
         and all(
             isinstance(m, list) and len(m) == 2 and real(m[0]) and count(m[1])
             for m in value["metrics"]
         )
     )
+    if valid:
+        steps = math.ceil(value["samples"] / value["batch_size"])
+        valid = value["steps_done"] <= steps and value["seen"] <= value["samples"]
     if not valid:
         raise FormatError(
-            f"{path}: training_position epoch_in_progress={value!r:.200} is not an epoch, "
-            "steps done, running totals and metric states."
+            f"{path}: training_position epoch_in_progress={value!r:.300} is not an epoch "
+            "in progress (epoch, samples, batch_size, shuffle, steps done within the "
+            "epoch, running totals, metric names and states)."
         )
+    try:
+        rng_from_state(value.get("shuffle_rng"))
+    except (ValueError, TypeError, KeyError) as error:
+        raise FormatError(f"{path}: epoch_in_progress shuffle_rng is invalid: {error}") from None
 
 
 def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]]:
@@ -545,14 +570,43 @@ def _archive_has_member(path: str, member: str) -> bool:
 
 @contextlib.contextmanager
 def _archive_checkpoint(path: str):
-    """The layerkit checkpoint inside a ``.keras`` archive, as a temporary file."""
-    from .keras_files import _archive_member
+    """The layerkit checkpoint inside a ``.keras`` archive, copied in chunks to a
+    temporary file: its declared size and compression ratio are checked first, and a
+    member that does not start with the layerkit header is refused after one chunk."""
+    from .keras_files import _MAX_COMPRESSION_RATIO, _MAX_MEMBER_BYTES
 
-    data = _archive_member(path, KERAS_ARCHIVE_MEMBER, _MAX_MEMBER_BYTES)
+    where = f"{path}!{KERAS_ARCHIVE_MEMBER}"
     with tempfile.TemporaryDirectory(prefix="layerkit-") as folder:
         inner = os.path.join(folder, KERAS_ARCHIVE_MEMBER)
-        with open(inner, "wb") as f:
-            f.write(data)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                info = zf.getinfo(KERAS_ARCHIVE_MEMBER)
+                if info.file_size > _MAX_MEMBER_BYTES:
+                    raise FormatError(
+                        f"{where}: declared size {info.file_size} exceeds "
+                        f"{_MAX_MEMBER_BYTES} bytes."
+                    )
+                if info.file_size > _MAX_COMPRESSION_RATIO * max(info.compress_size, 1):
+                    raise FormatError(
+                        f"{where}: compression ratio {info.file_size}/{info.compress_size} "
+                        f"exceeds {_MAX_COMPRESSION_RATIO} (zip bomb?)."
+                    )
+                copied = 0
+                with zf.open(info) as source, open(inner, "wb") as target:
+                    while chunk := source.read(1 << 20):
+                        if copied == 0 and not chunk.startswith(MAGIC):
+                            raise FormatError(
+                                f"{where} is not a layerkit checkpoint (it does not start "
+                                "with the layerkit header)."
+                            )
+                        copied += len(chunk)
+                        if copied > info.file_size:
+                            raise FormatError(f"{where}: more data than its declared size.")
+                        target.write(chunk)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as error:
+            raise FormatError(f"{where}: unreadable zip member: {error}") from None
+        if copied != info.file_size:
+            raise FormatError(f"{where}: member size differs from its declared size.")
         yield inner
 
 
@@ -576,7 +630,7 @@ def _load_model(path: str, shown: str):
         _apply_layers(model, [(s, model.get_layer(s.name)) for s in snapshot.layers], path)
         if snapshot.compile_config is not None:
             model.compile(*_compile_arguments(snapshot, path))
-        _restore_training_state(model, snapshot)
+        _restore_training_state(model, snapshot, path)
     except FormatError:
         raise
     except (ValueError, TypeError, KeyError, AttributeError) as error:
@@ -620,15 +674,27 @@ def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
     unknown = [name for name in snapshot.layer_states if name not in _layer_names(model)]
     if unknown:
         raise FormatError(f"{path}: training state for layers {unknown} not in the model.")
+    in_epoch = snapshot.position.get("epoch_in_progress")
+    if in_epoch is not None and model._fit_signature is not None:
+        model._check_resume(in_epoch)  # before anything changes
     optimizer = model.optimizer
     learning_rate = _stored_learning_rate(snapshot, optimizer, path)
+    if in_epoch is not None and learning_rate is not None:
+        # Resume the epoch from the rate it began with: fit runs the epoch's callbacks
+        # (LearningRateScheduler) again, then sets the rate of the backup's moment.
+        in_epoch["learning_rate_now"] = learning_rate
+        if in_epoch.get("learning_rate") is not None:
+            learning_rate = in_epoch["learning_rate"]
     if snapshot.optimizer_state is not None and optimizer is not None:
+        _check_optimizer_names(snapshot, model, path)
         optimizer.build(model.weights)
         optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
     if learning_rate is not None:
         optimizer.learning_rate = learning_rate
     _apply_layers(model, pairs, path)
-    _restore_training_state(model, snapshot, optimizer_done=True)
+    _restore_training_state(model, snapshot, path, optimizer_done=True)
+    if in_epoch is not None:  # the epoch's permutation is drawn again
+        model._shuffle_rng = rng_from_state(in_epoch["shuffle_rng"])
     return snapshot.position
 
 
@@ -693,8 +759,23 @@ def _layer_names(model) -> set[str]:
     return {layer.name for layer in model.layers}
 
 
-def _restore_training_state(model, snapshot: Snapshot, optimizer_done: bool = False) -> None:
+def _check_optimizer_names(snapshot: Snapshot, model, path: str) -> None:
+    """Refuses optimizer state for parameters the model does not have: it would be kept
+    aside silently while the real parameters resumed from zero state."""
+    names = {p.name for p in model.weights}
+    unknown = sorted(set(snapshot.optimizer_state["slots"]) - names)
+    if unknown:
+        raise FormatError(
+            f"{path}: the optimizer state names parameters {unknown[:10]} that model "
+            f"{model.name!r} does not have (its parameters: {sorted(names)[:10]})."
+        )
+
+
+def _restore_training_state(
+    model, snapshot: Snapshot, path: str, optimizer_done: bool = False
+) -> None:
     if not optimizer_done and snapshot.optimizer_state is not None and model.optimizer:
+        _check_optimizer_names(snapshot, model, path)
         model.optimizer.load_state_dict(snapshot.optimizer_state)
     position = snapshot.position
     if position:

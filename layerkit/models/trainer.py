@@ -53,7 +53,11 @@ class Trainer:
         # A mid-epoch backup: steps of that epoch already done and the running totals
         # (loss x rows, rows, each metric's total and count) at that point.
         self._resume_in_epoch: dict[str, Any] | None = None
-        self._epoch_progress: dict[str, Any] | None = None  # while an epoch runs
+        self._epoch_progress: _EpochProgress | None = None  # while an epoch runs
+        # (samples, batch size, shuffle) of the fit in progress: a mid-epoch backup is
+        # resumed only into the same division into batches.
+        self._fit_signature: tuple[int, int, bool] | None = None
+        self._epoch_start_learning_rate: Any = None
         self._plan_cache: dict[tuple, tuple] = {}
         self._stack: list = []  # the layers that compute (no InputLayer)
         # The lk.distributed strategy of the fit or evaluate call in progress (else None):
@@ -305,8 +309,6 @@ class Trainer:
             epochs = check_int(epochs, "epochs", 0)
             initial_epoch = check_int(initial_epoch, "initial_epoch", 0)
             verbose = check_verbose(verbose)
-            if verbose == 1 and not _interactive():
-                verbose = 2  # a progress bar needs a terminal
             if (
                 isinstance(validation_split, bool)
                 or not isinstance(validation_split, (int, float))
@@ -348,6 +350,9 @@ class Trainer:
                 self,
                 {"epochs": epochs, "steps": steps, "verbose": verbose, "batch_size": batch_size},
             )
+            if verbose == 1 and not _interactive():
+                verbose = 2  # a progress bar needs a terminal: Keras's per-epoch lines
+            self._fit_signature = (len(x), batch_size, bool(shuffle))
             if strategy is not None:
                 # Ranks that disagree here would make different numbers of collective calls.
                 strategy.check_same(
@@ -384,11 +389,19 @@ class Trainer:
                 if strategy is not None:
                     strategy.spread_layer_states(self)
                 started = time.monotonic()
-                if verbose == 2 and chief:
+                if verbose == 2 and chief and epochs > 1:
                     # Keras's per-epoch lines, also what verbose=1 prints when stdout is
                     # not a terminal (logs of scripts under nohup or CI).
                     print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+                self._epoch_start_learning_rate = self.optimizer._learning_rate
                 callback_list.on_epoch_begin(epoch, {})
+                resume = self._resume_in_epoch
+                if resume is not None and resume["epoch"] == epoch:
+                    # The rate in force when the backup was taken, after the epoch's
+                    # schedule callbacks have run again from the epoch's starting rate.
+                    rate = resume.get("learning_rate_now")
+                    if rate is not None and self.optimizer.schedule is None:
+                        self.optimizer.learning_rate = rate
                 # A diverging run overflows: fit reports that once, as a NaN loss (below),
                 # instead of numpy warning at every product.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -450,13 +463,17 @@ class Trainer:
         steps = math.ceil(n / batch_size)
         first_step = 0
         resume, self._resume_in_epoch = self._resume_in_epoch, None
-        if resume is not None:  # BackupAndRestore: continue after the backed-up step
+        if resume is not None and resume["epoch"] == epoch:
+            # BackupAndRestore: continue after the backed-up step (unless initial_epoch
+            # moved the run past the backed-up epoch).
+            self._check_resume(resume)
             first_step = resume["steps_done"]
             total_loss, seen = resume["loss_total"], resume["seen"]
             for metric, (metric_total, count) in zip(self._metrics, resume["metrics"]):
                 metric._total, metric._count = metric_total, count
         progress = self._epoch_progress = _EpochProgress(epoch, epoch_rng, first_step)
         progress.loss_total, progress.seen = total_loss, seen
+        progress.learning_rate = self._epoch_start_learning_rate
         chief = strategy is None or strategy.is_chief
         bar = tqdm(
             total=steps,
@@ -787,17 +804,68 @@ class Trainer:
             "epochs_done": self._epochs_done,
             "last_epoch": self._last_epoch,
             "iterations": self.optimizer.iterations if self.optimizer else 0,
-            "shuffle_rng": rng_state(self._shuffle_rng) if progress is None else progress.rng,
+            "shuffle_rng": rng_state(self._shuffle_rng),
         }
         if progress is not None:
+            samples, batch_size, shuffle = self._fit_signature
+            loss_total, seen, metrics = progress.totals or (
+                progress.loss_total,
+                progress.seen,
+                [[m._total, m._count] for m in self._metrics],
+            )
+            rate = progress.learning_rate
             position["epoch_in_progress"] = {
                 "epoch": progress.epoch,
                 "steps_done": progress.steps_done,
-                "loss_total": progress.loss_total,
-                "seen": progress.seen,
-                "metrics": [[m._total, m._count] for m in self._metrics],
+                "samples": samples,
+                "batch_size": batch_size,
+                "shuffle": shuffle,
+                # The generator before the epoch's permutation (the top-level state is
+                # after it, so that a plain fit after load_model draws a new order).
+                "shuffle_rng": progress.rng,
+                "learning_rate": rate if isinstance(rate, float) else None,
+                "loss_total": loss_total,
+                "seen": seen,
+                "metric_names": [m.name for m in self._metrics],
+                "metrics": metrics,
             }
         return position
+
+    def _sync_epoch_progress(self) -> None:
+        """Before a mid-epoch save, on every rank: sums the running totals of all ranks
+        into the epoch's progress, so the backup holds the figures of the whole batch
+        (rank 0 resumes with them, the others from zero). A no-op on one process."""
+        progress, strategy = self._epoch_progress, self.distribute
+        if progress is None or strategy is None:
+            return
+        local = [(m._total, m._count) for m in self._metrics]
+        sums = strategy.sum(
+            np.array([progress.loss_total, progress.seen, *(v for p in local for v in p)])
+        )
+        progress.totals = (
+            float(sums[0]),
+            int(sums[1]),
+            [[float(sums[2 + 2 * i]), int(sums[3 + 2 * i])] for i in range(len(local))],
+        )
+
+    def _check_resume(self, resume: dict[str, Any]) -> None:
+        """Refuses to continue a backed-up epoch with other batches or other metrics."""
+        samples, batch_size, shuffle = self._fit_signature
+        stored = (resume["samples"], resume["batch_size"], resume["shuffle"])
+        if stored != (samples, batch_size, shuffle):
+            raise ValueError(
+                f"Cannot resume inside epoch {resume['epoch'] + 1}: the backup was taken "
+                f"with samples, batch_size, shuffle = {stored}, this fit has "
+                f"{(samples, batch_size, shuffle)}. Pass the interrupted run's data and "
+                "arguments, or delete the backup."
+            )
+        names = [m.name for m in self._metrics]
+        if resume["metric_names"] != names:
+            raise ValueError(
+                f"Cannot resume inside epoch {resume['epoch'] + 1}: the backup holds the "
+                f"running state of metrics {resume['metric_names']}, the model computes "
+                f"{names}. Compile with the interrupted run's metrics, or delete the backup."
+            )
 
     def _warn_about_setup(self, callback_list) -> None:
         """Warnings Keras gives (or should) before a fit that cannot do what is meant."""
@@ -826,18 +894,22 @@ class Trainer:
 class _EpochProgress:
     """Where the epoch in progress stands (read by ``training_position``)."""
 
-    __slots__ = ("epoch", "loss_total", "rng", "seen", "steps_done")
+    __slots__ = ("epoch", "learning_rate", "loss_total", "rng", "seen", "steps_done", "totals")
 
     def __init__(self, epoch: int, rng: dict, steps_done: int) -> None:
         self.epoch, self.rng, self.steps_done = epoch, rng, steps_done
         self.loss_total, self.seen = 0.0, 0
+        self.learning_rate = None  # the rate when the epoch began (before its callbacks)
+        self.totals = None  # (loss x rows, rows, metric states) of all ranks, when synced
 
 
 def _interactive() -> bool:
+    """Whether a progress bar can redraw itself: a terminal, or a Jupyter kernel (whose
+    stream is no tty), as Keras's Progbar decides."""
     import sys
 
     isatty = getattr(sys.stdout, "isatty", None)
-    return bool(isatty and isatty())
+    return bool(isatty and isatty()) or "ipykernel" in sys.modules
 
 
 def epoch_line(steps: int, seconds: float, logs: dict[str, float]) -> str:
