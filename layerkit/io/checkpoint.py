@@ -390,14 +390,24 @@ def _read_optimizer_state(f: h5py.File, path: str) -> dict[str, Any] | None:
     iterations = group.attrs.get("iterations", 0)
     if not isinstance(iterations, (int, np.integer)) or iterations < 0:
         raise FormatError(f"{path}: optimizer iterations {iterations!r} is not a count.")
-    form = _attr_str(group, "slot_form") or "keras"  # version 1 stored Keras's definitions
-    if form not in ("stored", "keras"):
-        raise FormatError(f"{path}: optimizer attribute slot_form={form!r} is unknown.")
+    version = int(f.attrs["format_version"])
+    if version < 2:
+        form = "keras"  # version 1 stored Keras's definitions
+    else:
+        form = _attr_str(group, "slot_form")
+        if form not in ("stored", "keras"):
+            raise FormatError(
+                f"{path}: optimizer attribute slot_form={group.attrs.get('slot_form')!r} is "
+                "missing or unknown (expected 'stored' or 'keras')."
+            )
     slots = {}
     for name in names:
         # Version 1 wrote no group for a parameter without slots (plain SGD): that is
         # "no slots", which the optimizer then checks against the slots it expects.
-        slots[name] = _datasets(_group(group, name, path), path) if _has(group, name, path) else {}
+        if version < 2 and not _has(group, name, path):
+            slots[name] = {}
+        else:
+            slots[name] = _datasets(_group(group, name, path), path)
     return {"iterations": int(iterations), "slots": slots, "form": form}
 
 
@@ -676,7 +686,10 @@ def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
         raise FormatError(f"{path}: training state for layers {unknown} not in the model.")
     in_epoch = snapshot.position.get("epoch_in_progress")
     if in_epoch is not None and model._fit_signature is not None:
-        model._check_resume(in_epoch)  # before anything changes
+        try:
+            model._check_resume(in_epoch)  # before anything changes
+        except ValueError as error:
+            raise ValueError(f"Cannot restore {path}: {error}") from None
     optimizer = model.optimizer
     learning_rate = _stored_learning_rate(snapshot, optimizer, path)
     if in_epoch is not None and learning_rate is not None:
@@ -688,7 +701,10 @@ def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
     if snapshot.optimizer_state is not None and optimizer is not None:
         _check_optimizer_names(snapshot, model, path)
         optimizer.build(model.weights)
-        optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
+        try:
+            optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
+        except ValueError as error:
+            raise ValueError(f"Cannot restore {path}: {error}") from None
     if learning_rate is not None:
         optimizer.learning_rate = learning_rate
     _apply_layers(model, pairs, path)
@@ -763,11 +779,20 @@ def _check_optimizer_names(snapshot: Snapshot, model, path: str) -> None:
     """Refuses optimizer state for parameters the model does not have: it would be kept
     aside silently while the real parameters resumed from zero state."""
     names = {p.name for p in model.weights}
-    unknown = sorted(set(snapshot.optimizer_state["slots"]) - names)
+    stored = set(snapshot.optimizer_state["slots"])
+    unknown = sorted(stored - names)
     if unknown:
         raise FormatError(
             f"{path}: the optimizer state names parameters {unknown[:10]} that model "
             f"{model.name!r} does not have (its parameters: {sorted(names)[:10]})."
+        )
+    # Format 2 writes every trainable parameter's state: one left out would resume from
+    # zero state while the step count goes on.
+    missing = sorted(p.name for p in model.weights if p.trainable and p.name not in stored)
+    if missing and snapshot.format_version >= 2 and snapshot.optimizer_state["iterations"]:
+        raise FormatError(
+            f"{path}: the optimizer state has no entry for parameters {missing[:10]} "
+            "of the model."
         )
 
 

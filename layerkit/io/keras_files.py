@@ -537,8 +537,14 @@ def _archive_member(path: PathLike, member: str, limit: int) -> bytes:
                     f"compression ratio {info.file_size}/{info.compress_size} "
                     f"exceeds {_MAX_COMPRESSION_RATIO} (zip bomb?)",
                 )
+            # In chunks: a member declaring gigabytes it does not hold fails at the end of
+            # its real data instead of allocating the declared size first.
+            chunks, size = [], 0
             with zf.open(info) as fh:
-                data = fh.read(info.file_size + 1)  # never more than declared (+1 to notice)
+                while size <= info.file_size and (chunk := fh.read(1 << 20)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+            data = b"".join(chunks)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,

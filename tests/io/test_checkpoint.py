@@ -462,3 +462,68 @@ def test_external_link_in_optimizer_state_is_refused(tmp_path, link_at):
     model.build((None, 20))
     with pytest.raises(lk.io.FormatError, match="link"):
         lk.io.restore_training_state(model, path)
+
+
+# --- format version 1 (before slot_form) -----------------------------------------------
+def _rewrite_as_version_1(path, optimizer) -> None:
+    """What layerkit wrote before format version 2: no slot_form, slots in Keras's
+    definitions (stored slot x slot_scale: for Adam m and v, not m/(1-beta_1) and
+    v/(1-beta_2)), no group for a parameter without slots (plain SGD)."""
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = 1
+        group = f["optimizer"]
+        del group.attrs["slot_form"]
+        for name in json.loads(group.attrs["parameter_names"]):
+            slots = group[name]
+            for slot in list(slots):
+                value = slots[slot][...]
+                del slots[slot]
+                slots[slot] = (value * optimizer.slot_scale(slot)).astype(value.dtype)
+        for layer in list(group):  # drop the groups left empty
+            for weight in list(group[layer]):
+                if not len(group[layer][weight]):
+                    del group[layer][weight]
+            if not len(group[layer]):
+                del group[layer]
+    seal(str(path))
+
+
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: lk.optim.Adam(learning_rate=0.01, beta_1=0.8, beta_2=0.99),
+        lambda: lk.optim.SGD(learning_rate=0.05),
+        lambda: lk.optim.SGD(learning_rate=0.05, momentum=0.9),
+    ],
+    ids=["adam", "sgd", "sgd_momentum"],
+)
+def test_format_version_1_checkpoint_loads(tmp_path, make_optimizer):
+    x, y = make_data(64)
+    model = make_model(dropout=False)
+    model.compile(
+        optimizer=make_optimizer(), loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "v1.h5"
+    model.save(path)
+    _rewrite_as_version_1(path, model.optimizer)
+    with h5py.File(path) as f:
+        assert f.attrs["format_version"] == 1
+        if not model.optimizer.slot_names:
+            assert list(f["optimizer"]) == []  # plain SGD: no group at all
+    for loaded in (lk.load_model(path), make_model(dropout=False)):
+        if not loaded.compiled:  # BackupAndRestore's path: into the script's model
+            loaded.compile(
+                optimizer=make_optimizer(),
+                loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+            )
+            loaded.fit(x[:16], y[:16], batch_size=16, epochs=1, verbose=0)
+            lk.io.checkpoint.restore_training_state(loaded, path)
+        assert loaded.optimizer.iterations == model.optimizer.iterations
+        for a, b in zip(loaded.get_weights(), model.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        for p in model.weights:
+            saved, restored = model.optimizer.slots(p.name), loaded.optimizer.slots(p.name)
+            assert sorted(restored) == sorted(saved) == sorted(model.optimizer.slot_names)
+            for slot in saved:  # float32 rounding of the rescaling, both ways
+                np.testing.assert_allclose(restored[slot], saved[slot], rtol=2e-7, atol=0)
