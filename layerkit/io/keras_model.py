@@ -20,7 +20,7 @@ from typing import Any
 import h5py
 
 from .. import activations, initializers
-from ..layers import Activation, Dense, Dropout, Flatten, Input, Layer
+from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
 from ..layers.base import check_name
 from ..models.sequential import Sequential
 from . import keras_files
@@ -226,7 +226,8 @@ def _input_layer(config: dict, path: str):
                 "which layerkit does not support."
             )
         name = cfg.get("name")
-        return Input(shape, name=None if name is None else _layer_name(name, "InputLayer", path))
+        name = None if name is None else _layer_name(name, "InputLayer", path)
+        return InputLayer(shape=shape, name=name)
     return None
 
 

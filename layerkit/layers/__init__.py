@@ -1,4 +1,6 @@
-"""Layers: ``Dense``, ``Activation``, ``Dropout``, ``Flatten``, ``InputLayer`` / ``Input``."""
+"""Layers: ``Dense``, ``Activation``, ``Dropout``, ``Flatten``, ``Reshape``,
+``InputLayer`` / ``Input``, and the merge layers (``Concatenate``, ``Add``, ``Subtract``,
+``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Dot``) with their functional helpers."""
 
 from .activation import Activation
 from .base import Layer, deserialize, layer_class, register_layer, serialize
@@ -6,17 +8,55 @@ from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
 from .input_layer import Input, InputLayer
+from .merge import (
+    Add,
+    Average,
+    Concatenate,
+    Dot,
+    Maximum,
+    MergeLayer,
+    Minimum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    dot,
+    maximum,
+    minimum,
+    multiply,
+    subtract,
+)
+from .reshape import Reshape
 
 __all__ = [
     "Activation",
+    "Add",
+    "Average",
+    "Concatenate",
     "Dense",
+    "Dot",
     "Dropout",
     "Flatten",
     "Input",
     "InputLayer",
     "Layer",
+    "Maximum",
+    "MergeLayer",
+    "Minimum",
+    "Multiply",
+    "Reshape",
+    "Subtract",
+    "add",
+    "average",
+    "concatenate",
     "deserialize",
+    "dot",
     "layer_class",
+    "maximum",
+    "minimum",
+    "multiply",
     "register_layer",
     "serialize",
+    "subtract",
 ]

@@ -105,6 +105,7 @@ class Layer:
         self.output_shape: Shape | None = None
         self._parameters: list[Parameter] = []
         self._buffers: dict[tuple, np.ndarray] = {}
+        self._inbound_nodes: list = []  # the calls on symbolic tensors (models.node.Node)
         self._declared_input_shape = (
             None if input_shape is None else (None, *_check_shape(input_shape, "input_shape"))
         )
@@ -154,12 +155,66 @@ class Layer:
         """Returns the output (in a reused buffer) and the backward function."""
         raise NotImplementedError
 
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        """Computes the layer on ``x`` and returns a new array."""
+    def __call__(self, x, training: bool = False):
+        """Computes the layer on ``x`` and returns a new array; on a symbolic tensor
+        (from ``lk.layers.Input`` or another layer call) records the call and returns
+        the symbolic output, as Keras's functional API.
+
+        Example:
+            >>> y = Dense(3)(np.ones((2, 4), "float32"))  # an array of shape (2, 3)
+            >>> h = Dense(3)(lk.layers.Input((4,)))  # a SymbolicTensor of shape (None, 3)
+        """
+        from ..models.node import is_symbolic, mixed_symbolic
+
+        if is_symbolic(x) or mixed_symbolic(x):
+            return self._call_symbolic(x)
         x = np.asarray(x, dtype=self.dtype)
         self._ensure_built(x)
         y, _ = self.forward(x, training=training)
         return np.array(y, copy=True)
+
+    def _call_symbolic(self, x):
+        """Records a call of this one-input layer on a symbolic tensor."""
+        from ..models.node import Node, SymbolicTensor
+
+        if isinstance(x, (list, tuple)):
+            if len(x) != 1 or not isinstance(x[0], SymbolicTensor):
+                raise TypeError(
+                    f"Layer {self.name!r} ({type(self).__name__}) takes one tensor. Received: "
+                    f"a list of {len(x)}. To combine tensors, use a merge layer such as "
+                    "lk.layers.concatenate([a, b]) or lk.layers.add([a, b])."
+                )
+            x = x[0]
+        shape = x.shape
+        if not self.built:
+            self.build(shape)
+        elif tuple(self.input_shape[1:]) != tuple(shape[1:]):
+            raise ValueError(
+                f"Layer {self.name!r} was built for inputs of shape {self.input_shape}, but "
+                f"is called on {x.name} of shape {shape}. A layer called several times "
+                "(a shared layer) takes inputs of one shape."
+            )
+        return Node(self, [x], [self.compute_output_shape(shape)]).outputs[0]
+
+    @property
+    def input(self):
+        """The symbolic input of the layer's first call (a list for a merge layer)."""
+        return self._node_attribute("inputs", "input")
+
+    @property
+    def output(self):
+        """The symbolic output of the layer's first call."""
+        return self._node_attribute("outputs", "output")
+
+    def _node_attribute(self, attribute: str, name: str):
+        if not self._inbound_nodes:
+            raise AttributeError(
+                f"Layer {self.name!r} has never been called on a symbolic tensor, so it has "
+                f"no {name}. Call it on lk.layers.Input(...) or on another layer's output."
+            )
+        node = self._inbound_nodes[0]
+        tensors = getattr(node, attribute)
+        return list(tensors) if node.listed or len(tensors) > 1 else tensors[0]
 
     def _buffer(self, tag: str, shape: tuple, dtype=None) -> np.ndarray:
         key = (tag, shape)

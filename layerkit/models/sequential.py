@@ -13,6 +13,7 @@ from ..layers.base import Layer, check_name, deserialize, serialize, unique_name
 from ..layers.input_layer import InputLayer
 from ..parameter import Parameter, check_new_values, pack
 from ..random import make_rng
+from .node import SymbolicTensor
 from .summary import format_summary
 from .trainer import Trainer
 
@@ -46,8 +47,14 @@ class Sequential(Trainer):
             self.add(layer)
 
     # --- structure ------------------------------------------------------------------
-    def add(self, layer: Layer) -> None:
-        """Appends a layer; builds it at once when the model's input shape is known."""
+    def add(self, layer: Layer | SymbolicTensor) -> None:
+        """Appends a layer; builds it at once when the model's input shape is known.
+
+        ``lk.layers.Input(shape)`` (a symbolic tensor) stands for its InputLayer, as in
+        Keras.
+        """
+        if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
+            layer = layer.node.layer
         if not isinstance(layer, Layer):
             raise TypeError(
                 "Expected a layerkit Layer. "

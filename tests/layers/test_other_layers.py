@@ -9,6 +9,7 @@ import pytest
 
 import layerkit as lk
 from layerkit.layers import Activation, Dropout, Flatten, Input, InputLayer
+from layerkit.models.node import SymbolicTensor
 
 ACTIVATIONS = ["linear", "relu", "sigmoid", "tanh", "softmax", "leaky_relu", "elu"]
 
@@ -157,10 +158,18 @@ def test_flatten_in_a_model(fresh_session):
 
 
 def test_input_layer(fresh_session):
-    layer = Input((784,), name="pixels")
+    # As keras.Input: a symbolic tensor, made by its InputLayer's call without inputs.
+    tensor = Input((784,), name="pixels")
+    assert isinstance(tensor, SymbolicTensor)
+    assert (tensor.shape, tensor.dtype, tensor.name) == ((None, 784), "float32", "pixels")
+    layer = tensor.node.layer
     assert isinstance(layer, InputLayer)
+    assert layer.output is tensor
+    assert tensor.node.inputs == []
     assert layer.shape == (784,)
     assert layer.get_config()["shape"] == [784]
+    with pytest.raises(TypeError, match="symbolic"):
+        np.asarray(tensor)
     with pytest.raises(ValueError, match=r"shape"):
         InputLayer()
     with pytest.raises(ValueError, match=r"shape=\(0,\)"):
