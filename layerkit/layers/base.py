@@ -214,7 +214,8 @@ class Layer:
             )
         node = self._inbound_nodes[0]
         tensors = getattr(node, attribute)
-        return list(tensors) if node.listed or len(tensors) > 1 else tensors[0]
+        listed = node.listed and attribute == "inputs"  # a merge layer's inputs
+        return list(tensors) if listed or len(tensors) > 1 else tensors[0]
 
     def _buffer(self, tag: str, shape: tuple, dtype=None) -> np.ndarray:
         key = (tag, shape)

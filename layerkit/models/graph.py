@@ -37,8 +37,8 @@ class Graph:
 
     Attributes:
         inputs, outputs: the model's tensors, in the order given.
-        nodes: every call, each after the calls it takes tensors from (the inputs'
-            nodes first): the order a forward pass runs them in.
+        nodes: every call, each after the calls it takes tensors from: the order a
+            forward pass runs them in.
         layers: each layer once, in Keras's order (InputLayers included).
         depth: each node's distance from the outputs (0 for a node making an output).
     """
@@ -50,7 +50,10 @@ class Graph:
     depth: dict[Node, int]
 
 
-def map_graph(inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor]) -> Graph:
+def map_graph(
+    inputs: SymbolicTensor | Sequence[SymbolicTensor],
+    outputs: SymbolicTensor | Sequence[SymbolicTensor],
+) -> Graph:
     """Finds the graph from ``inputs`` to ``outputs``.
 
     Raises:
@@ -59,7 +62,9 @@ def map_graph(inputs: Sequence[SymbolicTensor], outputs: Sequence[SymbolicTensor
             output that depends on a tensor that is not among the inputs, a cycle, or two
             layers with one name. Each message names the tensors and layers involved.
     """
-    inputs, outputs = list(inputs), list(outputs)
+    # One tensor stands for a list of one, as in keras.Model(x, y).
+    inputs = [inputs] if isinstance(inputs, SymbolicTensor) else list(inputs)
+    outputs = [outputs] if isinstance(outputs, SymbolicTensor) else list(outputs)
     for argument, tensors in (("inputs", inputs), ("outputs", outputs)):
         if not tensors:
             raise ValueError(f"A model needs at least one tensor in {argument}. Received: []")
@@ -143,11 +148,16 @@ def _walk(inputs: list[SymbolicTensor], outputs: list[SymbolicTensor]) -> list[N
 
 
 def _depths(order: list[Node], outputs: list[SymbolicTensor]) -> dict[Node, int]:
-    """Each node's longest distance to an output node (Keras's depth)."""
-    depth = {node: 0 for node in order}
+    """Each node's depth from the outputs, as Keras: the longest distance to an output
+    node, raised to the greatest depth of any call of the same layer seen so far (a
+    shared layer's calls then sit at one depth, and what feeds them deeper)."""
+    depth: dict[Node, int] = {}
+    layer_depth: dict[int, int] = {}
     for node in reversed(order):  # children before parents
+        d = max(depth.get(node, 0), layer_depth.get(id(node.layer), 0))
+        layer_depth[id(node.layer)] = depth[node] = d
         for parent in node.parents:
-            depth[parent] = max(depth[parent], depth[node] + 1)
+            depth[parent] = max(depth.get(parent, 0), d + 1)
     return depth
 
 
