@@ -14,6 +14,23 @@ import pytest
 import layerkit as lk
 
 
+@pytest.fixture(scope="session")
+def keras():
+    """Real Keras 3 on the PyTorch backend (the test extra installs it), imported once.
+
+    A missing Keras fails the tests that compare against it instead of skipping them:
+    a skipped comparison checks nothing.
+    """
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError as error:  # pragma: no cover - the test extra has it
+        pytest.fail(f"real Keras 3 is needed: pip install -e '.[test]' ({error})")
+    return keras
+
+
 @pytest.fixture
 def float64():
     """Computes in float64 for the duration of the test (gradient checks)."""

@@ -8,8 +8,6 @@ for the module by the ``keras`` fixture) and the recorded sequences are compared
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
@@ -36,12 +34,6 @@ HOOKS = (
 
 
 # --- local helpers -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    return pytest.importorskip("keras", reason="real Keras 3 (PyTorch backend) is not installed")
-
-
 def _recording_hook(name: str):
     """A hook that appends ``(name, index or None, type of logs, sorted keys or None)``;
     ``logs`` may come positionally (layerkit) or by keyword (Keras's batch hooks)."""

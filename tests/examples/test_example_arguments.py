@@ -31,9 +31,12 @@ def mnist_folder() -> str | None:
 needs_mnist = pytest.mark.skipif(mnist_folder() is None, reason="no MNIST under $LAYERKIT_DATA")
 
 
-def run(example: str, *args, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    example: str, *args, cwd=None, timeout: float = 60, path=None
+) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    first = [str(path)] if path is not None else []
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first, str(ROOT), env.get("PYTHONPATH")]))
     env["MPLBACKEND"] = "Agg"
     return subprocess.run(
         [sys.executable, str(EXAMPLES / example), *map(str, args)],
@@ -85,8 +88,7 @@ def test_backprop_basics_quick_runs_a_quarter_of_the_steps():
     assert lines[-1].startswith("final w = ")
 
 
-@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed")
-def test_backprop_basics_plot_writes_a_png_creating_its_folder(tmp_path):
+def test_backprop_basics_plot_writes_a_png_creating_its_folder(tmp_path):  # test extra
     path = tmp_path / "new" / "folder" / "losses.png"
     result = run("backprop_basics.py", "--quick", "--plot", path)
     assert result.returncode == 0, result.stderr
@@ -94,9 +96,12 @@ def test_backprop_basics_plot_writes_a_png_creating_its_folder(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.skipif(HAS_MATPLOTLIB, reason="matplotlib is installed")
 def test_backprop_basics_plot_without_matplotlib_is_refused_before_running(tmp_path):
-    result = run("backprop_basics.py", "--plot", tmp_path / "losses.png")
+    # A matplotlib that cannot be imported, first on the path, stands for its absence.
+    hidden = tmp_path / "no_matplotlib" / "matplotlib"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('matplotlib is hidden')\n")
+    result = run("backprop_basics.py", "--plot", tmp_path / "losses.png", path=hidden.parent)
     assert_refused(result, "--plot needs matplotlib: pip install 'layerkit[plot]'")
 
 

@@ -434,12 +434,6 @@ def load_or_fail(path, what: str):
 
 
 # --- real Keras, imported once --------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    return pytest.importorskip("keras", reason="real Keras 3 (PyTorch backend) is not installed")
-
-
 def keras_twin(keras, dropout: bool = True):
     """A Keras model with the same layers as :func:`build`."""
     layers = [keras.Input((4,)), keras.layers.Dense(4, activation="relu", name="hidden1")]

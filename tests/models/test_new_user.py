@@ -22,12 +22,6 @@ from layerkit.layers import Dense, Input
 
 
 # --- local helpers -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def keras():
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    return pytest.importorskip("keras", reason="real Keras 3 (PyTorch backend) is not installed")
-
-
 def make_model(last_activation=None, optimizer=None, loss="mse") -> lk.Sequential:
     """5 -> 4 (relu) -> 3: four weights (two kernels, two biases); fixed layer names, so
     that weights load by name from one such model into another."""
