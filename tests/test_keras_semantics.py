@@ -17,13 +17,11 @@ the inputs from ``job.npz`` / ``job.json`` and writes ``results.npz`` / ``result
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
+from keras_process import run_keras
 
 import layerkit as lk
 from layerkit import losses, metrics
@@ -100,11 +98,6 @@ for name, (path, kwargs, attribute) in job["numpy_options"].items():
 np.savez(f"{folder}/results.npz", **out)
 json.dump(info, open(f"{folder}/results.json", "w"))
 """
-
-INSTALL_HINT = (
-    "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
-    "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
-)
 
 # --- the inputs --------------------------------------------------------------------------
 
@@ -316,18 +309,7 @@ def keras_results(cases, tmp_path_factory):
         job["to_categorical"][name] = kwargs
     np.savez(folder / "job.npz", **arrays)
     (folder / "job.json").write_text(json.dumps(job))
-    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=folder,
-    )
-    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
-        pytest.fail(f"{INSTALL_HINT}\n{result.stdout.strip()}", pytrace=False)
-    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    run_keras(KERAS_SCRIPT, str(folder), cwd=folder)
     numbers = dict(np.load(folder / "results.npz"))
     info = json.loads((folder / "results.json").read_text())
     return numbers, info

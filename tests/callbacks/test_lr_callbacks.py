@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from keras_process import run_keras
 
 import layerkit as lk
 from layerkit.callbacks import Callback, LambdaCallback, LearningRateScheduler, ReduceLROnPlateau
@@ -220,20 +218,7 @@ LAYERKIT_SCHEDULES = {
 @pytest.fixture(scope="module")
 def keras_rates(tmp_path_factory):
     out = tmp_path_factory.mktemp("keras_lr") / "rates.json"
-    result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, KERAS_BACKEND="torch"),
-    )
-    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
-        pytest.fail(
-            "These tests need Keras 3 with the PyTorch backend: pip install 'keras>=3' torch. "
-            + result.stdout.strip(),
-            pytrace=False,
-        )
-    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    run_keras(KERAS_SCRIPT, str(out))
     return json.loads(out.read_text())
 
 

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from keras_process import run_keras
 
 import layerkit as lk
 from layerkit.io import keras_export
@@ -167,11 +165,6 @@ for name, case in job["cases"].items():
 json.dump(results, open(job["results"], "w"))
 """
 
-INSTALL_HINT = (
-    "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
-    "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
-)
-
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
@@ -211,18 +204,7 @@ def keras_results(exported):
         },
     }
     (folder / "job.json").write_text(json.dumps(job))
-    env = dict(os.environ, KERAS_BACKEND="torch")
-    result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(folder / "job.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=folder,
-    )
-    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
-        pytest.fail(f"{INSTALL_HINT}\n{result.stdout.strip()}", pytrace=False)
-    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    run_keras(KERAS_SCRIPT, str(folder / "job.json"), cwd=folder)
     return json.loads((folder / "results.json").read_text())
 
 

@@ -9,12 +9,10 @@ computes each case's output and, through torch autograd, the gradients of
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from keras_process import run_keras
 
 import layerkit as lk
 from layerkit.layers import (
@@ -78,11 +76,6 @@ for name, (cls, kwargs, shapes) in job["errors"].items():
 np.savez(f"{folder}/results.npz", **out)
 json.dump(info, open(f"{folder}/results.json", "w"))
 """
-
-INSTALL_HINT = (
-    "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
-    "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
-)
 
 CLASSES = {
     "Add": Add,
@@ -189,18 +182,7 @@ def keras_results(tmp_path_factory):
         job["cases"][name] = {"cls": cls, "kwargs": kwargs, "n": len(shapes)}
     np.savez(folder / "job.npz", **arrays)
     (folder / "job.json").write_text(json.dumps(job))
-    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=folder,
-    )
-    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
-        pytest.fail(f"{INSTALL_HINT}\n{result.stdout.strip()}", pytrace=False)
-    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    run_keras(KERAS_SCRIPT, str(folder), cwd=folder)
     return dict(np.load(folder / "results.npz")), json.loads((folder / "results.json").read_text())
 
 

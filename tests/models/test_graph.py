@@ -11,13 +11,11 @@ the same builder code (``BUILDERS``, written against a ``layers`` namespace that
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
+from keras_process import run_keras
 
 import layerkit as lk
 from layerkit.layers import Dense, Input, InputLayer
@@ -165,11 +163,6 @@ info["input_names_after_clear"] = L.Input((2,))._keras_history[0].name
 print("RESULT " + json.dumps(info))
 """
 
-INSTALL_HINT = (
-    "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
-    "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
-)
-
 _BUILDERS: dict = {}
 exec(BUILDERS, _BUILDERS)
 GRAPHS = _BUILDERS["GRAPHS"]
@@ -179,18 +172,7 @@ shape_calls = _BUILDERS["shape_calls"]
 @pytest.fixture(scope="module")
 def keras_info(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keras_graph")
-    env = dict(os.environ, KERAS_BACKEND="torch", CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run(
-        [sys.executable, "-c", KERAS_SCRIPT, BUILDERS],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=folder,
-    )
-    if result.returncode == 3 and "KERAS_UNAVAILABLE" in result.stdout:
-        pytest.fail(f"{INSTALL_HINT}\n{result.stdout.strip()}", pytrace=False)
-    assert result.returncode == 0, f"Keras subprocess failed:\n{result.stdout}\n{result.stderr}"
+    result = run_keras(KERAS_SCRIPT, BUILDERS, cwd=folder)
     line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line[len("RESULT ") :])
 
