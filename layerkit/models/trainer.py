@@ -808,10 +808,15 @@ class Trainer:
         }
         if progress is not None:
             samples, batch_size, shuffle = self._fit_signature
-            loss_total, seen, metrics = progress.totals or (
-                progress.loss_total,
-                progress.seen,
-                [[m._total, m._count] for m in self._metrics],
+            synced = progress.totals is not None and progress.totals[0] == progress.steps_done
+            loss_total, seen, metrics = (
+                progress.totals[1:]
+                if synced
+                else (
+                    progress.loss_total,
+                    progress.seen,
+                    [[m._total, m._count] for m in self._metrics],
+                )
             )
             rate = progress.learning_rate
             position["epoch_in_progress"] = {
@@ -843,6 +848,7 @@ class Trainer:
             np.array([progress.loss_total, progress.seen, *(v for p in local for v in p)])
         )
         progress.totals = (
+            progress.steps_done,
             float(sums[0]),
             int(sums[1]),
             [[float(sums[2 + 2 * i]), int(sums[3 + 2 * i])] for i in range(len(local))],
@@ -900,7 +906,8 @@ class _EpochProgress:
         self.epoch, self.rng, self.steps_done = epoch, rng, steps_done
         self.loss_total, self.seen = 0.0, 0
         self.learning_rate = None  # the rate when the epoch began (before its callbacks)
-        self.totals = None  # (loss x rows, rows, metric states) of all ranks, when synced
+        # (steps done, loss x rows, rows, metric states) of all ranks, when last synced
+        self.totals = None
 
 
 def _interactive() -> bool:
