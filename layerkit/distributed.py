@@ -160,6 +160,10 @@ class MPI:
         """Rank ``root``'s ``obj`` (any picklable object) on every rank."""
         return obj if self.size == 1 else self.comm.bcast(obj, root=root)
 
+    def gather(self, obj: Any, root: int = 0) -> list[Any] | None:
+        """Every rank's ``obj`` (picklable), as a list on rank ``root``; None elsewhere."""
+        return [obj] if self.size == 1 else self.comm.gather(obj, root=root)
+
     def barrier(self) -> None:
         """Waits until every rank gets here (after rank 0 has saved a file, say)."""
         if self.size > 1:
@@ -273,6 +277,17 @@ class MPI:
         optimizer.iterations = chief[1]
         if chief[2] is not None:
             optimizer.learning_rate = chief[2]
+
+    def restore_rank_layer_states(self, model, states: list | None) -> bool:
+        """Gives each rank its own layer states from a mid-epoch backup (``states[r]``
+        for rank ``r``, as :meth:`gather` collected them). Returns False, changing
+        nothing, when the backup was taken with another number of ranks or without them."""
+        if not states or len(states) != self.size:
+            return False
+        for layer, state in zip(model._stack, states[self.rank]):
+            if state:
+                layer.load_training_state(state)
+        return True
 
     def spread_layer_states(self, model) -> None:
         """Starts each epoch from rank 0's layer states (Dropout generators), with rank

@@ -483,10 +483,23 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
             "in progress (epoch, samples, batch_size, shuffle, steps done within the "
             "epoch, running totals, metric names and states)."
         )
+    ranks = value.get("rank_layer_states")
+    if ranks is not None and not (
+        isinstance(ranks, list)
+        and all(isinstance(r, list) and all(isinstance(s, dict) for s in r) for r in ranks)
+    ):
+        raise FormatError(
+            f"{path}: epoch_in_progress rank_layer_states is not a list of layer states "
+            "per rank."
+        )
     try:
         rng_from_state(value.get("shuffle_rng"))
+        for state in (s for r in ranks or [] for s in r if "rng" in s):
+            rng_from_state(state["rng"])
     except (ValueError, TypeError, KeyError) as error:
-        raise FormatError(f"{path}: epoch_in_progress shuffle_rng is invalid: {error}") from None
+        raise FormatError(
+            f"{path}: epoch_in_progress generator state is invalid: {error}"
+        ) from None
 
 
 def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]]:

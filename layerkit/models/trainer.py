@@ -388,6 +388,21 @@ class Trainer:
             for epoch in range(initial_epoch, epochs):
                 if strategy is not None:
                     strategy.spread_layer_states(self)
+                    resume = self._resume_in_epoch
+                    if resume is not None and resume["epoch"] == epoch:
+                        # Each rank drew its own Dropout masks before the backup (shards
+                        # may differ in size): its own generators, not rank 0's jumped.
+                        restored = strategy.restore_rank_layer_states(
+                            self, resume.get("rank_layer_states")
+                        )
+                        if not restored and any(layer.training_state() for layer in self._stack):
+                            warnings.warn(
+                                "Resuming inside an epoch on another number of ranks: the "
+                                "random layers' masks of this epoch differ from the "
+                                "interrupted run's.",
+                                UserWarning,
+                                stacklevel=3,
+                            )
                 started = time.monotonic()
                 if verbose == 2 and chief and epochs > 1:
                     # Keras's per-epoch lines, also what verbose=1 prints when stdout is
@@ -809,13 +824,14 @@ class Trainer:
         if progress is not None:
             samples, batch_size, shuffle = self._fit_signature
             synced = progress.totals is not None and progress.totals[0] == progress.steps_done
-            loss_total, seen, metrics = (
+            loss_total, seen, metrics, rank_states = (
                 progress.totals[1:]
                 if synced
                 else (
                     progress.loss_total,
                     progress.seen,
                     [[m._total, m._count] for m in self._metrics],
+                    None,
                 )
             )
             rate = progress.learning_rate
@@ -834,6 +850,8 @@ class Trainer:
                 "metric_names": [m.name for m in self._metrics],
                 "metrics": metrics,
             }
+            if rank_states is not None:  # distributed: every rank's random layers
+                position["epoch_in_progress"]["rank_layer_states"] = rank_states
         return position
 
     def _sync_epoch_progress(self) -> None:
@@ -852,6 +870,7 @@ class Trainer:
             float(sums[0]),
             int(sums[1]),
             [[float(sums[2 + 2 * i]), int(sums[3 + 2 * i])] for i in range(len(local))],
+            strategy.gather([layer.training_state() for layer in self._stack]),
         )
 
     def _check_resume(self, resume: dict[str, Any]) -> None:
@@ -906,7 +925,8 @@ class _EpochProgress:
         self.epoch, self.rng, self.steps_done = epoch, rng, steps_done
         self.loss_total, self.seen = 0.0, 0
         self.learning_rate = None  # the rate when the epoch began (before its callbacks)
-        # (steps done, loss x rows, rows, metric states) of all ranks, when last synced
+        # (steps done, loss x rows, rows, metric states, every rank's layer states) of all
+        # ranks, when last synced (rank 0 holds the gathered layer states)
         self.totals = None
 
 

@@ -197,6 +197,85 @@ def checkpoints(strategy, directory: str, crash: bool = False) -> None:
     dump(directory, "checkpoints", strategy.rank, result)
 
 
+# Mid-epoch backups: 100 samples in batches of 15 (8 + 7 rows on 2 ranks; the last batch
+# of 10), so 7 steps an epoch, backed up every 4 batches (counted across epochs). The
+# interrupted run stops on every rank at global batch 13 (epoch 1, step 5), after the
+# backup of global batch 12 (epoch 1, 5 steps done): the resumed run starts at step 5.
+MID_EPOCH = dict(n=100, batch=15, epochs=3, save_freq=4, stop_after=13)
+
+
+class StopAtBatch(lk.callbacks.Callback):
+    """Raises on every rank at the end of the ``after``-th batch of the run (from 1)."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after, self.batches = after, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+        if self.batches == self.after:
+            rank = self.model.distribute.rank
+            raise RuntimeError(f"simulated stop on rank {rank} after batch {self.after}")
+
+
+class StepRecorder(lk.callbacks.Callback):
+    """Records, per (epoch, step): the optimizer's steps when it begins, and the global
+    running logs and the weights when it ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch, self.began, self.ended = None, [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.began.append((self.epoch, batch, self.model.optimizer.iterations))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.ended.append((self.epoch, batch, dict(logs), self.model.get_weights()))
+
+
+def mid_epoch(strategy, directory: str, mode: str) -> None:
+    """``mid_epoch``: an uninterrupted run with BackupAndRestore(save_freq=4);
+    ``mid_epoch_interrupted``: the same, stopped at global batch 13 on every rank;
+    ``mid_epoch_resumed``: the same arguments again (resumes from rank 0's backup)."""
+    config = MID_EPOCH
+    lk.utils.clear_session()
+    lk.utils.set_random_seed(3)
+    x, y = make_data(config["n"], 3, seed=9)
+    # Dropout: each rank draws masks for its own shard (8 and 7 rows), so the backup
+    # must hold every rank's generator, not rank 0's alone.
+    model = build(3, dropout=0.3)
+    model.compile(
+        optimizer="adam",
+        loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    backup = os.path.join(directory, "backup")  # rank 0 alone reads and writes it
+    recorder = StepRecorder()
+    callbacks = [lk.callbacks.BackupAndRestore(backup, save_freq=config["save_freq"]), recorder]
+    if mode == "mid_epoch_interrupted":
+        callbacks.append(StopAtBatch(config["stop_after"]))
+    history = model.fit(
+        x,
+        y,
+        batch_size=config["batch"],
+        epochs=config["epochs"],
+        callbacks=callbacks,
+        verbose=0,
+        distribute=strategy,
+    )
+    result = {
+        "weights": model.get_weights(),
+        "epochs": history.epoch,
+        "history": history.history,
+        "began": recorder.began,
+        "ended": recorder.ended,
+    }
+    dump(directory, mode, strategy.rank, result)
+
+
 def fail(strategy, how: str) -> None:
     """Breaks one rank in the middle of an epoch: ``raise``, ``kill`` or ``mismatch``."""
     lk.utils.set_random_seed(0)
@@ -224,6 +303,8 @@ def main() -> None:
         equivalence(strategy, directory)
     elif mode in ("checkpoints", "interrupted", "resumed"):
         checkpoints(strategy, directory, crash=mode == "interrupted")
+    elif mode in ("mid_epoch", "mid_epoch_interrupted", "mid_epoch_resumed"):
+        mid_epoch(strategy, directory, mode)
     elif mode in ("raise", "kill", "mismatch"):
         fail(strategy, mode)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import re
 import subprocess
 import sys
 
@@ -145,6 +146,77 @@ def test_rank_0_alone_saves_and_a_resumed_run_ends_as_an_uninterrupted_one(run_m
         for key, values in ranks[0]["history"].items():
             np.testing.assert_allclose(resumed[rank]["history"][key], values[2:], rtol=1e-6)
     assert os.listdir(broken / "rank1") == []
+
+
+def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_backup(run_mpi, worker, tmp_path):
+    # BackupAndRestore(save_freq=4) over 7 steps an epoch; every rank stops at global
+    # batch 13 (epoch 1, step 5), after the backup of batch 12 (epoch 1, 5 steps done).
+    config = worker.MID_EPOCH
+    steps = -(-config["n"] // config["batch"])
+    assert steps % config["save_freq"] != 0
+    stop_epoch, stop_step = divmod(config["stop_after"] - 1, steps)
+    backed_up = config["stop_after"] // config["save_freq"] * config["save_freq"]
+    backup_epoch, steps_done = divmod(backed_up, steps)
+    assert (stop_epoch, backup_epoch) == (1, 1)
+    assert 0 < steps_done <= stop_step < steps  # mid-epoch, and a step lost after it
+    full, broken = tmp_path / "full", tmp_path / "broken"
+    full.mkdir()
+    broken.mkdir()
+    assert_ok(run_mpi(2, "mid_epoch", full))
+    ranks = load(full, "mid_epoch", 2)
+    reference = ranks[0]
+    assert os.listdir(full / "backup") == []  # deleted when fit ended normally
+
+    interrupted = run_mpi(2, "mid_epoch_interrupted", broken, timeout=60)
+    assert interrupted.returncode != 0
+    # Each rank raises; the first to abort has printed its traceback (the other may not).
+    stopped = f"simulated stop on rank [01] after batch {config['stop_after']}\n"
+    assert re.search(stopped, interrupted.stderr)
+    assert re.search("rank [01] of 2 raised in fit", interrupted.stderr)
+    assert interrupted.seconds < 30
+    assert not (broken / "mid_epoch_interrupted-rank0.pkl").exists()
+    assert os.listdir(broken / "backup") == ["backup.h5"]
+    # The backup holds the running totals of both ranks (8 + 7 rows a batch), summed
+    # before the save: those of the uninterrupted run after the same step.
+    position = lk.io.checkpoint.read_snapshot(broken / "backup" / "backup.h5").position
+    in_epoch = position["epoch_in_progress"]
+    assert (in_epoch["epoch"], in_epoch["steps_done"]) == (backup_epoch, steps_done)
+    assert position["iterations"] == backed_up
+    assert in_epoch["seen"] == steps_done * config["batch"]
+    running = {(e, s): logs for e, s, logs, _ in reference["ended"]}[(backup_epoch, steps_done - 1)]
+    assert in_epoch["loss_total"] / in_epoch["seen"] == pytest.approx(running["loss"], rel=1e-6)
+    [(correct, count)] = in_epoch["metrics"]
+    assert (correct / count, count) == (pytest.approx(running["accuracy"]), in_epoch["seen"])
+
+    # Started again with the same arguments: it continues inside epoch 1.
+    assert_ok(run_mpi(2, "mid_epoch_resumed", broken))
+    resumed = load(broken, "mid_epoch_resumed", 2)
+    assert os.listdir(broken / "backup") == []
+    after = {(e, s): (logs, w) for e, s, logs, w in reference["ended"]}
+    for rank, got in enumerate(resumed):
+        # (a) bit-identical weights on both ranks, those of the uninterrupted run.
+        for a, b, c in zip(got["weights"], resumed[0]["weights"], reference["weights"]):
+            np.testing.assert_array_equal(a, b, err_msg=f"rank {rank} drifted")
+            np.testing.assert_allclose(a, c, rtol=0, atol=1e-5)
+        for a, b in zip(ranks[rank]["weights"], reference["weights"]):
+            np.testing.assert_array_equal(a, b)
+        # (b) the interrupted epoch's loss and accuracy (5 backed-up steps + 2 new ones),
+        # and the epoch after it, as in the uninterrupted run.
+        assert got["epochs"] == list(range(backup_epoch, config["epochs"]))
+        assert set(got["history"]) == set(reference["history"]) == {"loss", "accuracy"}
+        for key, values in reference["history"].items():
+            np.testing.assert_allclose(
+                got["history"][key], values[backup_epoch:], rtol=1e-6, err_msg=key
+            )
+        # (c) the first batch trained is the one after the backup: epoch 1, step 5, after
+        # 12 optimizer steps; it ends with the uninterrupted run's weights and running logs.
+        assert got["began"][0] == (backup_epoch, steps_done, backed_up)
+        assert len(got["began"]) == config["epochs"] * steps - backed_up
+        for epoch, step, logs, weights in got["ended"]:
+            want_logs, want_weights = after[(epoch, step)]
+            assert logs == pytest.approx(want_logs, rel=1e-6), (rank, epoch, step)
+            for a, b in zip(weights, want_weights):
+                np.testing.assert_array_equal(a, b, err_msg=f"rank {rank}, {epoch}/{step}")
 
 
 # --- faults -------------------------------------------------------------------------------
