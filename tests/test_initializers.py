@@ -127,6 +127,10 @@ def test_dense_uses_its_initializers(fresh_session):
         "he_normal",
         "lecun_normal",
         "variance_scaling",
+        "lecun_uniform",
+        "truncated_normal",
+        "orthogonal",
+        "identity",
     ],
 )
 def test_lookup_and_serialise_round_trip(name):
@@ -169,6 +173,10 @@ def test_bad_seed_type():
         ("he_uniform", initializers.HeUniform),
         ("he_normal", initializers.HeNormal),
         ("lecun_normal", initializers.LecunNormal),
+        ("lecun_uniform", initializers.LecunUniform),
+        ("truncated_normal", initializers.TruncatedNormal),
+        ("orthogonal", initializers.Orthogonal),
+        ("identity", initializers.Identity),
     ],
 )
 def test_snake_case_names_are_the_classes(alias, cls):

@@ -1,4 +1,5 @@
-"""Optimizers with Keras 3 defaults and update rules: SGD, RMSprop, Adagrad, Adadelta, Adam."""
+"""Optimizers with Keras 3 defaults and update rules: SGD, RMSprop, Adagrad, Adadelta, Adam
+(with amsgrad), AdamW, Adamax, Nadam, Lion; ``weight_decay`` on every one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from . import schedules
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam
+from .adamax import Adamax
+from .adamw import AdamW
 from .base import Optimizer
+from .lion import Lion
+from .nadam import Nadam
 from .rmsprop import RMSprop
 from .sgd import SGD
 
@@ -18,6 +23,10 @@ __all__ = [
     "Adadelta",
     "Adagrad",
     "Adam",
+    "AdamW",
+    "Adamax",
+    "Lion",
+    "Nadam",
     "Optimizer",
     "RMSprop",
     "get",
@@ -31,6 +40,10 @@ _BY_NAME: dict[str, type[Optimizer]] = {
     "adagrad": Adagrad,
     "adadelta": Adadelta,
     "adam": Adam,
+    "adamw": AdamW,
+    "adamax": Adamax,
+    "nadam": Nadam,
+    "lion": Lion,
 }
 
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..validation import check_number
+from ..validation import check_flag, check_number
 from .base import Optimizer
 
 
@@ -17,9 +17,14 @@ class Adam(Optimizer):
     ``m += (g - m)(1 - beta_1)``; ``v += (g^2 - v)(1 - beta_2)``;
     ``w -= alpha m / (sqrt(v) + eps)`` (eps outside the root, as Keras).
 
-    Internally the moments are kept as ``m / (1 - beta_1)`` and ``v / (1 - beta_2)``, which
-    turns each moment update into ``s = beta s + g`` and saves passes over the weights (the
-    update is memory-bound); ``slots()`` and ``state_dict()`` report Keras's ``m`` and ``v``.
+    With ``amsgrad=True`` (Reddi et al., 2018), a third slot ``velocity_hat`` keeps the
+    running maximum of ``v`` (uncorrected, as Keras): ``v_hat = max(v_hat, v)``, and
+    ``v_hat`` replaces ``v`` in the step.
+
+    Internally the moments are kept as ``m / (1 - beta_1)`` and ``v / (1 - beta_2)`` (and
+    ``v_hat / (1 - beta_2)``, the scale commutes with the maximum), which turns each moment
+    update into ``s = beta s + g`` and saves passes over the weights (the update is
+    memory-bound); ``state_dict()`` holds that stored form, ``slots()`` reports Keras's.
     """
 
     slot_names = ("momentum", "velocity")
@@ -30,6 +35,7 @@ class Adam(Optimizer):
         beta_1: float = 0.9,
         beta_2: float = 0.999,
         epsilon: float = 1e-7,
+        amsgrad: bool = False,
         **kwargs,
     ) -> None:
         self.beta_1, self.beta_2 = (
@@ -37,13 +43,16 @@ class Adam(Optimizer):
             for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
         )
         self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
+        self.amsgrad = check_flag(amsgrad, "amsgrad")
+        if self.amsgrad:
+            self.slot_names = ("momentum", "velocity", "velocity_hat")
         super().__init__(learning_rate, **kwargs)
 
     def slot_scale(self, slot):
         return 1.0 - (self.beta_1 if slot == "momentum" else self.beta_2)
 
     def update_step(self, value, grad, slots, lr):
-        m, v = slots  # scaled moments, see the class docstring
+        m, v = slots[0], slots[1]  # scaled moments, see the class docstring
         b1, b2 = self.beta_1, self.beta_2
         t = self.iterations + 1
         root = math.sqrt(1.0 - b2)
@@ -53,6 +62,8 @@ class Adam(Optimizer):
         np.multiply(grad, grad, out=grad)  # the gradient buffer doubles as scratch space
         v *= b2
         v += grad
+        if self.amsgrad:
+            v = np.maximum(slots[2], v, out=slots[2])
         if alpha == 0.0:
             return
         np.sqrt(v, out=grad)
@@ -67,4 +78,5 @@ class Adam(Optimizer):
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "epsilon": self.epsilon,
+            "amsgrad": self.amsgrad,
         }
