@@ -99,11 +99,80 @@ def test_softmax_rows_sum_to_one():
     np.testing.assert_allclose(activations.softmax(z).sum(axis=-1), np.ones(6), rtol=1e-12)
 
 
+# Keras 3's further activations (compared with real Keras in test_activations_keras.py).
+MORE_NAMES = ["selu", "gelu", "silu", "softplus", "softsign", "hard_sigmoid", "hard_silu"]
+MORE_NAMES += ["exponential", "relu6", "mish", "log_softmax"]
+ALIASES = ["swish", "hard_swish"]
+# Away from every kink (0, +-3, 6), so central differences see one branch.
+Z_SMOOTH = np.array([[-7.3, -3.4, -2.2, -0.6, 0.3, 1.1], [2.6, 4.4, 6.7, 9.1, -1.7, -25.0]])
+
+
+@pytest.mark.parametrize(
+    "f",
+    [activations.get(name) for name in MORE_NAMES]
+    + [
+        activations.GELU(approximate=True),
+        activations.ReLU(negative_slope=0.3, max_value=5.0, threshold=1.0),
+        activations.ReLU(negative_slope=0.2, max_value=6.0),
+        activations.ReLU(threshold=0.5),
+    ],
+    ids=repr,
+)
+def test_more_activations_backward_matches_finite_differences(f, float64, numeric_grad):
+    # e^9 would drown the differences in rounding: exponential gets smaller inputs.
+    z = Z_SMOOTH / 4 if f.name == "exponential" else Z_SMOOTH.copy()
+    r = np.random.default_rng(7).normal(size=z.shape)
+    y = f(z)
+    analytic = f.backward_(r.copy(), y)
+    numeric = numeric_grad(lambda: float(np.sum(f(z) * r)), z)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_more_specific_values():
+    z = np.array([-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 7.0])
+    np.testing.assert_allclose(activations.hard_sigmoid(z), np.clip(z + 3, 0, 6) / 6)
+    np.testing.assert_allclose(activations.hard_silu(z), z * np.clip(z + 3, 0, 6) / 6)
+    np.testing.assert_allclose(activations.relu6(z), [0, 0, 0, 0, 1.5, 3, 6])
+    np.testing.assert_allclose(activations.softsign(z), z / (1 + np.abs(z)))
+    np.testing.assert_allclose(activations.softplus(z), np.log1p(np.exp(z)), rtol=1e-14)
+    np.testing.assert_allclose(activations.silu(z), z / (1 + np.exp(-z)), rtol=1e-14)
+    np.testing.assert_allclose(activations.exponential(z), np.exp(z))
+    sp = np.log1p(np.exp(z))
+    np.testing.assert_allclose(activations.mish(z), z * np.tanh(sp), rtol=1e-14)
+    selu = 1.0507009873554805 * np.where(z > 0, z, 1.6732632423543772 * np.expm1(z))
+    np.testing.assert_allclose(activations.selu(z), selu, rtol=1e-15)
+    row = z[None, :]
+    np.testing.assert_allclose(
+        activations.log_softmax(row), np.log(activations.softmax(row)), rtol=1e-13
+    )
+    # gelu = z Phi(z); Phi(+-1.5) from the normal table: 0.9331927987311419
+    np.testing.assert_allclose(
+        activations.gelu(np.array([-1.5, 1.5])),
+        [-1.5 * (1 - 0.9331927987311419), 1.5 * 0.9331927987311419],
+        rtol=1e-13,
+    )
+
+
+def test_aliases_are_the_same_function():
+    assert activations.get("swish") is activations.silu is activations.swish
+    assert activations.get("hard_swish") is activations.hard_silu is activations.hard_swish
+    assert activations.serialize(activations.get("swish")) == "silu"
+
+
+def test_bad_more_activation_options():
+    with pytest.raises(ValueError, match=r"threshold >= 0.*threshold=-1"):
+        activations.ReLU(threshold=-1)
+    with pytest.raises(ValueError, match=r"max_value >= 0"):
+        activations.ReLU(max_value=-2.0)
+    with pytest.raises(TypeError, match=r"approximate='yes'"):
+        activations.GELU(approximate="yes")
+
+
 def test_get_by_name_object_and_none():
     assert activations.get("ReLU") is activations.relu
     assert activations.get(activations.tanh) is activations.tanh
     assert activations.get(None) is activations.linear
-    assert activations.names() == sorted(NAMES)
+    assert activations.names() == sorted(NAMES + MORE_NAMES + ALIASES)
 
 
 def test_unknown_activation_name():
@@ -151,3 +220,38 @@ def test_bad_activation_options():
         activations.LeakyReLU(negative_slope="0.2")
     with pytest.raises(ValueError, match=r"alpha > 0.*alpha=0"):
         activations.ELU(alpha=0)
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [
+        lk.activations.LeakyReLU(0.1),
+        lk.activations.ELU(0.5),
+        lk.activations.ReLU(max_value=6.0, negative_slope=0.1),
+        lk.activations.GELU(approximate=True),
+    ],
+    ids=["leaky_relu", "elu", "relu", "gelu"],
+)
+def test_non_default_settings_survive_configs_and_checkpoints(activation, tmp_path):
+    # Stored by name alone, these would load with the registered defaults.
+    spec = lk.activations.serialize(activation)
+    assert spec == {"class_name": type(activation).__name__, "config": activation.get_config()}
+    model = lk.Sequential([lk.layers.Input((3,)), lk.layers.Dense(2, activation=activation)])
+    loaded = lk.load_model(model.save(tmp_path / "m.h5"))
+    restored = loaded.layers[0].activation
+    assert type(restored) is type(activation)
+    assert restored.get_config() == activation.get_config()
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_default_settings_are_stored_by_name():
+    for name in ("relu", "leaky_relu", "elu", "gelu", "selu"):
+        assert lk.activations.serialize(lk.activations.get(name)) == name
+
+
+def test_unknown_activation_config_is_refused():
+    with pytest.raises(ValueError, match="Unknown activation config"):
+        lk.activations.get({"class_name": "Evil", "config": {}})
+    with pytest.raises(ValueError, match="Invalid config for activation LeakyReLU"):
+        lk.activations.get({"class_name": "LeakyReLU", "config": {"slope": 1}})

@@ -56,20 +56,40 @@ _ACTIVATIONS = {
     activations.Sigmoid: "sigmoid",
     activations.Tanh: "tanh",
     activations.Softmax: "softmax",
+    activations.LogSoftmax: "log_softmax",
+    activations.SELU: "selu",
+    activations.Softplus: "softplus",
+    activations.Softsign: "softsign",
+    activations.Exponential: "exponential",
+    activations.ReLU6: "relu6",
+    activations.HardSigmoid: "hard_sigmoid",
+    activations.GELU: "gelu",
+    activations.SiLU: "silu",
+    activations.HardSiLU: "hard_silu",
+    activations.Mish: "mish",
 }
-_KERAS_ACTIVATION_DEFAULTS = {"leaky_relu": ("negative_slope", 0.2), "elu": ("alpha", 1.0)}
+_KERAS_ACTIVATION_DEFAULTS = {
+    "leaky_relu": ("negative_slope", 0.2),
+    "elu": ("alpha", 1.0),
+    "relu": ("config", {"negative_slope": 0.0, "max_value": None, "threshold": 0.0}),
+    "gelu": ("approximate", False),
+}
 _INITIALIZERS = (
     initializers.Zeros,
     initializers.Ones,
     initializers.Constant,
     initializers.RandomNormal,
     initializers.RandomUniform,
+    initializers.TruncatedNormal,
     initializers.VarianceScaling,
     initializers.GlorotUniform,
     initializers.GlorotNormal,
     initializers.HeUniform,
     initializers.HeNormal,
     initializers.LecunNormal,
+    initializers.LecunUniform,
+    initializers.Orthogonal,
+    initializers.Identity,
 )
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 

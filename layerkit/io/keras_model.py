@@ -50,12 +50,19 @@ _INITIALIZER_CLASSES = {
     "Constant": initializers.Constant,
     "RandomNormal": initializers.RandomNormal,
     "RandomUniform": initializers.RandomUniform,
+    "TruncatedNormal": initializers.TruncatedNormal,
     "VarianceScaling": initializers.VarianceScaling,
     "GlorotUniform": initializers.GlorotUniform,
     "GlorotNormal": initializers.GlorotNormal,
     "HeUniform": initializers.HeUniform,
     "HeNormal": initializers.HeNormal,
     "LecunNormal": initializers.LecunNormal,
+    "LecunUniform": initializers.LecunUniform,
+    "Orthogonal": initializers.Orthogonal,
+    "Identity": initializers.Identity,
+    # Older names Keras 3 still reads.
+    "OrthogonalInitializer": initializers.Orthogonal,
+    "IdentityInitializer": initializers.Identity,
 }
 
 
