@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 import pytest
-from keras_process import run_keras
+from keras_process import IMPORT_KERAS, run_keras
 
 import layerkit as lk
 from layerkit import losses, metrics
@@ -29,12 +29,8 @@ from layerkit import losses, metrics
 KERAS_SCRIPT = r"""
 import json, sys, warnings
 folder = sys.argv[1]
-try:
-    import keras
-    import torch
-except Exception as error:  # ImportError, or a backend that cannot start
-    print(f"KERAS_UNAVAILABLE: {type(error).__name__}: {error}")
-    sys.exit(3)
+{import_keras}
+import torch
 import numpy as np
 
 warnings.simplefilter("ignore")
@@ -97,7 +93,7 @@ for name, (path, kwargs, attribute) in job["numpy_options"].items():
 
 np.savez(f"{folder}/results.npz", **out)
 json.dump(info, open(f"{folder}/results.json", "w"))
-"""
+""".replace("{import_keras}", IMPORT_KERAS)
 
 # --- the inputs --------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from keras_process import run_keras
+from keras_process import IMPORT_KERAS, run_keras
 
 import layerkit as lk
 from layerkit.io import keras_export
@@ -119,11 +119,7 @@ def inputs(model: lk.Sequential, seed: int) -> np.ndarray:
 KERAS_SCRIPT = r"""
 import json, os, sys, warnings
 job = json.load(open(sys.argv[1]))
-try:
-    import keras
-except Exception as error:  # ImportError, or a backend that cannot start
-    print(f"KERAS_UNAVAILABLE: {type(error).__name__}: {error}")
-    sys.exit(3)
+{import_keras}
 import numpy as np
 
 def build(spec):
@@ -163,7 +159,7 @@ for name, case in job["cases"].items():
     loaded.save_weights(case["out_prefix"] + "resaved.weights.h5")
     results["cases"][name] = out
 json.dump(results, open(job["results"], "w"))
-"""
+""".replace("{import_keras}", IMPORT_KERAS)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 import pytest
-from keras_process import run_keras
+from keras_process import IMPORT_KERAS, run_keras
 
 import layerkit as lk
 from layerkit.layers import Dense, Flatten, Input, Reshape
@@ -19,12 +19,8 @@ from layerkit.layers import Dense, Flatten, Input, Reshape
 KERAS_SCRIPT = r"""
 import json, sys, warnings
 folder = sys.argv[1]
-try:
-    import keras
-    import torch
-except Exception as error:  # ImportError, or a backend that cannot start
-    print(f"KERAS_UNAVAILABLE: {type(error).__name__}: {error}")
-    sys.exit(3)
+{import_keras}
+import torch
 import numpy as np
 
 warnings.simplefilter("ignore")
@@ -72,7 +68,7 @@ for spec in job["models"]:
 
 np.savez(f"{folder}/results.npz", **out)
 json.dump(info, open(f"{folder}/results.json", "w"))
-"""
+""".replace("{import_keras}", IMPORT_KERAS)
 
 # name: (target_shape, input shape with batch)
 CASES = {

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from keras_process import run_keras
+from keras_process import IMPORT_KERAS, run_keras
 
 import layerkit as lk
 from layerkit.layers import Dense, Input, InputLayer
@@ -136,11 +136,7 @@ def shape_calls(L):
 
 KERAS_SCRIPT = r"""
 import json, sys, warnings
-try:
-    import keras
-except Exception as error:  # ImportError, or a backend that cannot start
-    print(f"KERAS_UNAVAILABLE: {type(error).__name__}: {error}")
-    sys.exit(3)
+{import_keras}
 warnings.simplefilter("ignore")
 namespace = {}
 exec(sys.argv[1], namespace)
@@ -161,7 +157,7 @@ info["input_names"] = [L.Input((2,))._keras_history[0].name for _ in range(2)]
 keras.utils.clear_session()
 info["input_names_after_clear"] = L.Input((2,))._keras_history[0].name
 print("RESULT " + json.dumps(info))
-"""
+""".replace("{import_keras}", IMPORT_KERAS)
 
 _BUILDERS: dict = {}
 exec(BUILDERS, _BUILDERS)

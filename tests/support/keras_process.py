@@ -18,6 +18,15 @@ from pathlib import Path
 
 import pytest
 
+# The first lines of every child script: Keras, or the exit code run_keras reports as
+# "not installed" (a backend that cannot start counts too).
+IMPORT_KERAS = """\
+try:
+    import keras
+except Exception as error:  # ImportError, or a backend that cannot start
+    print(f"KERAS_UNAVAILABLE: {type(error).__name__}: {error}")
+    sys.exit(3)"""
+
 INSTALL_HINT = (
     "These tests need Keras 3 with the PyTorch backend (CI installs them): install the test "
     "extra, pip install -e '.[test]', or pip install 'keras>=3' torch."
