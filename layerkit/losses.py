@@ -44,18 +44,41 @@ from .validation import (
 __all__ = [
     "BinaryCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Hinge",
+    "Huber",
+    "KLDivergence",
+    "LogCosh",
     "Loss",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Poisson",
     "SparseCategoricalCrossentropy",
+    "SquaredHinge",
     "binary_crossentropy",
     "categorical_crossentropy",
+    "categorical_hinge",
+    "cosine_similarity",
     "get",
+    "hinge",
+    "huber",
+    "kl_divergence",
+    "kld",
+    "log_cosh",
     "mae",
+    "mape",
     "mean_absolute_error",
+    "mean_absolute_percentage_error",
     "mean_squared_error",
+    "mean_squared_logarithmic_error",
     "mse",
+    "msle",
+    "poisson",
     "sparse_categorical_crossentropy",
+    "squared_hinge",
 ]
 
 
@@ -434,6 +457,272 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         return value, grad
 
 
+class _Elementwise(Loss):
+    """An element-wise loss ``f(y_true, y_pred)``: the value is the mean over every element
+    (Keras's mean over the last axis, then over the samples), the gradient ``f' / size``."""
+
+    def _terms(self, y_true, y_pred, need_grad):
+        """Returns the element-wise losses and (if ``need_grad``) their derivatives."""
+        raise NotImplementedError
+
+    def per_sample(self, y_true, y_pred):
+        return self._terms(y_true, y_pred, False)[0].mean(axis=-1)
+
+    def value_and_grad(self, y_true, y_pred, need_grad=True):
+        n = y_pred.size
+        loss, grad = self._terms(y_true, y_pred, need_grad)
+        value = float(loss.sum(dtype=np.float64)) / n
+        if not need_grad:
+            return value, None
+        grad *= 1.0 / n
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
+def _rows(y_pred: np.ndarray, axis: int = -1) -> int:
+    """The number of rows a per-row loss is averaged over."""
+    return y_pred.size // y_pred.shape[axis] if y_pred.size else 0
+
+
+class Huber(_Elementwise):
+    """``0.5 e^2`` where ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``, with
+    ``e = y_pred - y_true``; derivative ``clip(e, -delta, delta)``."""
+
+    name = "huber"
+
+    def __init__(self, delta: float = 1.0) -> None:
+        self.delta = float(delta)
+
+    def _terms(self, y_true, y_pred, need_grad):
+        e = y_pred - y_true
+        a = np.abs(e)
+        d = y_pred.dtype.type(self.delta)
+        loss = np.where(a <= d, 0.5 * np.square(e), d * a - 0.5 * d * d)
+        return loss, np.clip(e, -d, d, out=e) if need_grad else None
+
+    def get_config(self):
+        return {"delta": self.delta}
+
+
+class LogCosh(_Elementwise):
+    """``log(cosh(e))`` with ``e = y_pred - y_true``, computed as Keras does without
+    overflow (``|e| + log1p(exp(-2|e|)) - log 2``); derivative ``tanh(e)``."""
+
+    name = "log_cosh"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        e = y_pred - y_true
+        a = np.abs(e)
+        loss = np.exp(-2.0 * a)
+        np.log1p(loss, out=loss)
+        loss += a
+        loss -= y_pred.dtype.type(np.log(2.0))
+        return loss, np.tanh(e, out=e) if need_grad else None
+
+
+class Poisson(_Elementwise):
+    """``y_pred - y_true log(y_pred + eps)``; derivative ``1 - y_true / (y_pred + eps)``."""
+
+    name = "poisson"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        shifted = y_pred + y_pred.dtype.type(backend.epsilon())
+        loss = np.log(shifted)
+        loss *= -y_true
+        loss += y_pred
+        if not need_grad:
+            return loss, None
+        grad = np.divide(y_true, shifted, out=shifted)
+        np.subtract(1.0, grad, out=grad)
+        return loss, grad
+
+
+class MeanAbsolutePercentageError(_Elementwise):
+    """``100 |y_true - y_pred| / max(|y_true|, eps)``; derivative
+    ``100 sign(y_pred - y_true) / max(|y_true|, eps)``."""
+
+    name = "mean_absolute_percentage_error"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        scale = np.maximum(np.abs(y_true), y_pred.dtype.type(backend.epsilon()))
+        np.divide(100.0, scale, out=scale)
+        e = y_pred - y_true
+        loss = np.abs(e) * scale
+        if not need_grad:
+            return loss, None
+        grad = np.sign(e, out=e)
+        grad *= scale
+        return loss, grad
+
+
+class MeanSquaredLogarithmicError(_Elementwise):
+    """``(log(max(y_pred, eps) + 1) - log(max(y_true, eps) + 1))^2``; derivative
+    ``2 d / (y_pred + 1)`` where ``y_pred > eps``, 0 below (where the max cuts it)."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        eps = y_pred.dtype.type(backend.epsilon())
+        shifted = np.maximum(y_pred, eps)
+        shifted += 1.0
+        d = np.log(shifted)
+        d -= np.log1p(np.maximum(y_true, eps))
+        loss = np.square(d)
+        if not need_grad:
+            return loss, None
+        d *= 2.0
+        d /= shifted
+        d *= y_pred > eps
+        return loss, d
+
+
+class KLDivergence(Loss):
+    """Kullback-Leibler divergence per row: ``sum(t log(t / c))`` with ``t = clip(y_true,
+    eps, 1)`` and ``c = clip(y_pred, eps, 1)``; the mean over the rows. Gradient ``-t / c``
+    where ``y_pred`` is inside ``[eps, 1]``, 0 where it was clipped."""
+
+    name = "kl_divergence"
+
+    def _clipped(self, y_true, y_pred):
+        low, high = y_pred.dtype.type(backend.epsilon()), y_pred.dtype.type(1.0)
+        return np.clip(y_true, low, high), np.clip(y_pred, low, high), low, high
+
+    def per_sample(self, y_true, y_pred):
+        t, c, _, _ = self._clipped(y_true, y_pred)
+        return (t * np.log(t / c)).sum(axis=-1)
+
+    def value_and_grad(self, y_true, y_pred, need_grad=True):
+        n = _rows(y_pred)
+        t, c, low, high = self._clipped(y_true, y_pred)
+        terms = t / c
+        np.log(terms, out=terms)
+        value = float(np.vdot(t, terms)) / n
+        if not need_grad:
+            return value, None
+        grad = np.divide(t, c, out=terms)
+        grad *= _inside(y_pred, low, high)
+        grad *= -1.0 / n
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
+class CosineSimilarity(Loss):
+    """``-sum(normalize(y_true) normalize(y_pred))`` along ``axis``; the mean over the
+    rest. As Keras, ``normalize(x) = x min(1 / |x|, 1 / eps)``. Gradient
+    ``-(u - (u . v) v) / |y_pred|`` for unit vectors ``u``, ``v`` (``-u / eps`` where
+    ``|y_pred| < eps``)."""
+
+    name = "cosine_similarity"
+
+    def __init__(self, axis: int = -1) -> None:
+        self.axis = int(axis)
+
+    def _inverse_norm(self, x):
+        inv = np.sqrt(np.square(x).sum(axis=self.axis, keepdims=True))
+        with np.errstate(divide="ignore"):
+            np.divide(1.0, inv, out=inv)
+        return np.minimum(inv, x.dtype.type(1.0 / backend.epsilon()), out=inv)
+
+    def per_sample(self, y_true, y_pred):
+        u = y_true * self._inverse_norm(y_true)
+        return -(u * y_pred * self._inverse_norm(y_pred)).sum(axis=self.axis)
+
+    def value_and_grad(self, y_true, y_pred, need_grad=True):
+        n = _rows(y_pred, self.axis)
+        u = y_true * self._inverse_norm(y_true).astype(y_pred.dtype, copy=False)
+        inv = self._inverse_norm(y_pred)
+        v = y_pred * inv
+        dots = (u * v).sum(axis=self.axis, keepdims=True)
+        value = -float(dots.sum(dtype=np.float64)) / n
+        if not need_grad:
+            return value, None
+        # Where the clamp 1 / eps is active the norm is a constant: no projection term.
+        dots *= inv < y_pred.dtype.type(1.0 / backend.epsilon())
+        v *= dots
+        v -= u
+        v *= inv
+        v *= 1.0 / n
+        return value, v
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+
+def _hinge_labels(y_true: np.ndarray) -> np.ndarray:
+    """Keras's ``convert_binary_labels_to_hinge``: labels that are all 0 or 1 become -1 or 1;
+    any other labels (-1/1 already) are kept. Decided per batch, as in Keras."""
+    if ((y_true == 0) | (y_true == 1)).all():
+        return 2.0 * y_true - 1.0
+    return y_true
+
+
+class Hinge(_Elementwise):
+    """``max(1 - y_true y_pred, 0)`` for labels -1/1 (0/1 are converted); derivative
+    ``-y_true`` where the margin is positive."""
+
+    name = "hinge"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        y = _hinge_labels(y_true).astype(y_pred.dtype, copy=False)
+        margin = y * y_pred
+        np.subtract(1.0, margin, out=margin)
+        loss = np.maximum(margin, 0.0, out=margin)
+        if not need_grad:
+            return loss, None
+        return loss, -y * (loss > 0)
+
+
+class SquaredHinge(_Elementwise):
+    """``max(1 - y_true y_pred, 0)^2`` for labels -1/1 (0/1 are converted); derivative
+    ``-2 y_true max(1 - y_true y_pred, 0)``."""
+
+    name = "squared_hinge"
+
+    def _terms(self, y_true, y_pred, need_grad):
+        y = _hinge_labels(y_true).astype(y_pred.dtype, copy=False)
+        margin = y * y_pred
+        np.subtract(1.0, margin, out=margin)
+        np.maximum(margin, 0.0, out=margin)
+        loss = np.square(margin)
+        if not need_grad:
+            return loss, None
+        margin *= y
+        margin *= -2.0
+        return loss, margin
+
+
+class CategoricalHinge(Loss):
+    """``max(max((1 - y_true) y_pred) - sum(y_true y_pred) + 1, 0)`` per row, the mean over
+    the rows. Gradient, where the row's loss is positive: ``(1 - y_true)`` at the largest
+    negative score minus ``y_true``."""
+
+    name = "categorical_hinge"
+
+    def _parts(self, y_true, y_pred):
+        negative = (1.0 - y_true) * y_pred
+        top = negative.argmax(axis=-1)[..., None]
+        loss = np.take_along_axis(negative, top, axis=-1)[..., 0]
+        loss -= np.einsum("...i,...i->...", y_true, y_pred)
+        loss += 1.0
+        return np.maximum(loss, 0.0, out=loss), top
+
+    def per_sample(self, y_true, y_pred):
+        return self._parts(y_true, y_pred)[0]
+
+    def value_and_grad(self, y_true, y_pred, need_grad=True):
+        n = _rows(y_pred)
+        loss, top = self._parts(y_true, y_pred)
+        value = float(loss.sum(dtype=np.float64)) / n
+        if not need_grad:
+            return value, None
+        active = (loss > 0)[..., None]
+        grad = -y_true * active
+        # d max((1 - y) p) / dp: (1 - y) at the arg-max, added where that term is active.
+        top_grad = np.take_along_axis(grad, top, axis=-1)
+        top_grad += (1.0 - np.take_along_axis(y_true, top, axis=-1)) * active
+        np.put_along_axis(grad, top, top_grad, axis=-1)
+        grad *= 1.0 / n
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+
 def mean_squared_error(y_true, y_pred) -> np.ndarray:
     """Keras's ``mean_squared_error``: ``mean((y_pred - y_true)^2, axis=-1)``, per sample."""
     return MeanSquaredError().per_sample(*prediction_pair(y_true, y_pred))
@@ -475,6 +764,67 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -
     return loss.per_sample(labels, y_pred)
 
 
+def _per_sample(loss: Loss, y_true, y_pred) -> np.ndarray:
+    y_true, y_pred = prediction_pair(y_true, y_pred)
+    return loss.per_sample(y_true, y_pred)
+
+
+def huber(y_true, y_pred, delta: float = 1.0) -> np.ndarray:
+    """Keras's ``huber``: the Huber loss averaged over the last axis, per sample."""
+    return _per_sample(Huber(delta), y_true, y_pred)
+
+
+def log_cosh(y_true, y_pred) -> np.ndarray:
+    """Keras's ``log_cosh``: ``mean(log(cosh(y_pred - y_true)), axis=-1)``."""
+    return _per_sample(LogCosh(), y_true, y_pred)
+
+
+def kl_divergence(y_true, y_pred) -> np.ndarray:
+    """Keras's ``kl_divergence``: ``sum(t log(t / c), axis=-1)``, both clipped to [eps, 1]."""
+    return _per_sample(KLDivergence(), y_true, y_pred)
+
+
+def poisson(y_true, y_pred) -> np.ndarray:
+    """Keras's ``poisson``: ``mean(y_pred - y_true log(y_pred + eps), axis=-1)``."""
+    return _per_sample(Poisson(), y_true, y_pred)
+
+
+def mean_absolute_percentage_error(y_true, y_pred) -> np.ndarray:
+    """Keras's ``mean_absolute_percentage_error``, per sample."""
+    return _per_sample(MeanAbsolutePercentageError(), y_true, y_pred)
+
+
+def mean_squared_logarithmic_error(y_true, y_pred) -> np.ndarray:
+    """Keras's ``mean_squared_logarithmic_error``, per sample."""
+    return _per_sample(MeanSquaredLogarithmicError(), y_true, y_pred)
+
+
+def cosine_similarity(y_true, y_pred, axis: int = -1) -> np.ndarray:
+    """Keras's ``cosine_similarity``: minus the cosine of the angle along ``axis``."""
+    return _per_sample(CosineSimilarity(axis), y_true, y_pred)
+
+
+def hinge(y_true, y_pred) -> np.ndarray:
+    """Keras's ``hinge``: ``mean(max(1 - y_true y_pred, 0), axis=-1)``, 0/1 labels converted."""
+    return _per_sample(Hinge(), y_true, y_pred)
+
+
+def squared_hinge(y_true, y_pred) -> np.ndarray:
+    """Keras's ``squared_hinge``: ``mean(max(1 - y_true y_pred, 0)^2, axis=-1)``."""
+    return _per_sample(SquaredHinge(), y_true, y_pred)
+
+
+def categorical_hinge(y_true, y_pred) -> np.ndarray:
+    """Keras's ``categorical_hinge``: one value per row."""
+    return _per_sample(CategoricalHinge(), y_true, y_pred)
+
+
+# Keras 3's short names.
+kld = kl_divergence
+mape = mean_absolute_percentage_error
+msle = mean_squared_logarithmic_error
+
+
 _BY_NAME: dict[str, type[Loss]] = {
     "mse": MeanSquaredError,
     "mean_squared_error": MeanSquaredError,
@@ -483,6 +833,19 @@ _BY_NAME: dict[str, type[Loss]] = {
     "binary_crossentropy": BinaryCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "huber": Huber,
+    "log_cosh": LogCosh,
+    "kld": KLDivergence,
+    "kl_divergence": KLDivergence,
+    "poisson": Poisson,
+    "mape": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "cosine_similarity": CosineSimilarity,
+    "hinge": Hinge,
+    "squared_hinge": SquaredHinge,
+    "categorical_hinge": CategoricalHinge,
 }
 _CLASSES = {cls.__name__: cls for cls in set(_BY_NAME.values())}
 
@@ -495,9 +858,10 @@ def get(identifier: str | Loss | dict) -> Loss:
         return lookup(_BY_NAME, identifier, "loss", "loss")()
     if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
         config = identifier.get("config") or {}
-        if not isinstance(config, dict) or not set(config) <= {"from_logits"}:
+        cls = _CLASSES[identifier["class_name"]]
+        if not isinstance(config, dict) or not set(config) <= set(cls().get_config()):
             raise ValueError(f"Invalid loss config. Received: {identifier!r:.200}")
-        return _CLASSES[identifier["class_name"]](**config)
+        return cls(**config)
     raise TypeError(
         "Expected a loss name or a layerkit loss. "
         f"Received: loss={identifier!r:.100} of type {type(identifier).__name__}"
