@@ -11,6 +11,7 @@ the cross-entropies...): they return one value per sample (per element for
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,19 @@ __all__ = [
     "Accuracy",
     "BinaryAccuracy",
     "CategoricalAccuracy",
+    "CosineSimilarity",
+    "LogCoshError",
     "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
     "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
     "Metric",
+    "Precision",
+    "Recall",
+    "RootMeanSquaredError",
     "SparseCategoricalAccuracy",
+    "SparseTopKCategoricalAccuracy",
+    "TopKCategoricalAccuracy",
     "binary_accuracy",
     "binary_crossentropy",
     "categorical_accuracy",
@@ -150,6 +160,178 @@ class MeanAbsoluteError(Metric):
         return float(per_sample.sum()), len(per_sample)
 
 
+# Keras's epsilon (``keras.backend.epsilon()``), which its metric functions clip with.
+_EPSILON = 1e-7
+
+
+def _row_means(values: np.ndarray) -> tuple[float, int]:
+    """Sum over samples of each sample's mean value (Keras's ``Mean`` on a batch)."""
+    per_sample = values.reshape(len(values), -1).mean(axis=1)
+    return float(per_sample.sum()), len(per_sample)
+
+
+def _pair64(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    return np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape), y_pred
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """``sqrt`` of the running mean squared error (not the mean of per-batch roots).
+
+    The state stays a (sum of per-sample squared errors, samples) pair, so batches and
+    ranks add up as for the other metrics; only :meth:`result` takes the root.
+    """
+
+    name = "root_mean_squared_error"
+
+    def result(self) -> float:
+        return float(np.sqrt(super().result()))
+
+    def __call__(self, y_true, y_pred) -> float:
+        return float(np.sqrt(super().__call__(y_true, y_pred)))
+
+
+class MeanAbsolutePercentageError(Metric):
+    """``100 * mean(|y_true - y_pred| / max(|y_true|, 1e-7))`` per sample, averaged."""
+
+    name = "mean_absolute_percentage_error"
+
+    def per_sample_sum(self, y_true, y_pred):
+        y_true, y_pred = _pair64(y_true, y_pred)
+        diff = np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), _EPSILON)
+        return _row_means(100.0 * diff)
+
+
+class MeanSquaredLogarithmicError(Metric):
+    """``mean((log(max(y_pred, 1e-7) + 1) - log(max(y_true, 1e-7) + 1))**2)`` per sample."""
+
+    name = "mean_squared_logarithmic_error"
+
+    def per_sample_sum(self, y_true, y_pred):
+        y_true, y_pred = _pair64(y_true, y_pred)
+        diff = np.log1p(np.maximum(y_pred, _EPSILON)) - np.log1p(np.maximum(y_true, _EPSILON))
+        return _row_means(np.square(diff))
+
+
+class LogCoshError(Metric):
+    """``mean(log(cosh(y_pred - y_true)))`` per sample, computed as
+    ``x + softplus(-2x) - log(2)`` so large errors do not overflow."""
+
+    name = "logcosh"
+
+    def per_sample_sum(self, y_true, y_pred):
+        y_true, y_pred = _pair64(y_true, y_pred)
+        x = y_pred - y_true
+        return _row_means(x + np.logaddexp(0.0, -2.0 * x) - np.log(2.0))
+
+
+class CosineSimilarity(Metric):
+    """``sum(y_true / ||y_true|| * y_pred / ||y_pred||)`` along ``axis``, averaged over the
+    rest; each norm is clipped below at 1e-7, as Keras's ``normalize``."""
+
+    name = "cosine_similarity"
+
+    def __init__(self, name: str | None = None, axis: int = -1) -> None:
+        super().__init__(name)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"Expected an integer axis. Received: axis={axis!r}")
+        self.axis = int(axis)
+
+    def per_sample_sum(self, y_true, y_pred):
+        y_true, y_pred = _pair64(y_true, y_pred)
+
+        def unit(v):
+            norm = np.sqrt(np.sum(np.square(v), axis=self.axis, keepdims=True))
+            return v / np.maximum(norm, _EPSILON)
+
+        return _row_means(np.sum(unit(y_true) * unit(y_pred), axis=self.axis))
+
+    def get_config(self):
+        return {"name": self.name, "axis": self.axis}
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"Expected k to be a positive integer. Received: k={k!r}")
+    return int(k)
+
+
+def _in_top_k(labels: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """Whether each label's score is among the ``k`` largest of its row.
+
+    As Keras's ``ops.in_top_k``: a tie with the k-th largest score counts as a hit,
+    i.e. a hit is fewer than ``k`` scores strictly above the label's.
+    """
+    scores = scores.reshape(-1, scores.shape[-1])
+    labels = labels.reshape(-1).astype(np.int64)
+    target = np.take_along_axis(scores, labels[:, None], axis=-1)
+    return np.count_nonzero(scores > target, axis=-1) < k
+
+
+class TopKCategoricalAccuracy(Metric):
+    """How often the arg-max of the one-hot label is among the ``k`` top predictions."""
+
+    name = "top_k_categorical_accuracy"
+
+    def __init__(self, k: int = 5, name: str | None = None) -> None:
+        super().__init__(name)
+        self.k = _check_k(k)
+
+    def per_sample_sum(self, y_true, y_pred):
+        hits = _in_top_k(y_true.argmax(axis=-1), y_pred, self.k)
+        return float(np.count_nonzero(hits)), hits.size
+
+    def get_config(self):
+        return {"name": self.name, "k": self.k}
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    """How often the integer label is among the ``k`` top predictions."""
+
+    name = "sparse_top_k_categorical_accuracy"
+
+    def per_sample_sum(self, y_true, y_pred):
+        hits = _in_top_k(y_true.reshape(y_pred.shape[:-1]), y_pred, self.k)
+        return float(np.count_nonzero(hits)), hits.size
+
+
+class Precision(Metric):
+    """``true positives / predicted positives``, a prediction being positive when
+    ``y_pred > thresholds`` and a label when it is non-zero (0 with no positives).
+
+    The running state is (true positives, predicted positives): a total and a count,
+    like every other metric here. One threshold only (Keras also takes a list, and
+    ``top_k``/``class_id``).
+    """
+
+    name = "precision"
+
+    def __init__(self, thresholds: float | None = None, name: str | None = None) -> None:
+        super().__init__(name)
+        self.thresholds = 0.5 if thresholds is None else check_number(thresholds, "thresholds")
+
+    def _positives(self, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+        return y_true.reshape(y_pred.shape) != 0, y_pred > self.thresholds
+
+    def per_sample_sum(self, y_true, y_pred):
+        label, predicted = self._positives(y_true, y_pred)
+        return float(np.count_nonzero(label & predicted)), int(np.count_nonzero(predicted))
+
+    def get_config(self):
+        return {"name": self.name, "thresholds": self.thresholds}
+
+
+class Recall(Precision):
+    """``true positives / actual positives``, with the thresholding of :class:`Precision`;
+    the running state is (true positives, actual positives)."""
+
+    name = "recall"
+
+    def per_sample_sum(self, y_true, y_pred):
+        label, predicted = self._positives(y_true, y_pred)
+        return float(np.count_nonzero(label & predicted)), int(np.count_nonzero(label))
+
+
 _BY_NAME: dict[str, type[Metric]] = {
     "binary_accuracy": BinaryAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
@@ -158,6 +340,17 @@ _BY_NAME: dict[str, type[Metric]] = {
     "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
+    "root_mean_squared_error": RootMeanSquaredError,
+    "mape": MeanAbsolutePercentageError,
+    "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "msle": MeanSquaredLogarithmicError,
+    "mean_squared_logarithmic_error": MeanSquaredLogarithmicError,
+    "log_cosh_error": LogCoshError,
+    "cosine_similarity": CosineSimilarity,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "precision": Precision,
+    "recall": Recall,
 }
 
 
@@ -190,7 +383,7 @@ def resolve(identifier: str | Metric, loss, output_shape: tuple) -> Metric:
         if isinstance(loss, BinaryCrossentropy) or output_shape[-1] == 1:
             return BinaryAccuracy(name=identifier, threshold=0.0 if from_logits else 0.5)
         return CategoricalAccuracy(name=identifier)
-    if key == "binary_accuracy" and from_logits:
+    if key in ("binary_accuracy", "binaryaccuracy") and from_logits:
         return BinaryAccuracy(name=identifier, threshold=0.0)
     return get(identifier)
 
@@ -256,8 +449,19 @@ _CLASSES: dict[str, type[Metric]] = {
         SparseCategoricalAccuracy,
         MeanSquaredError,
         MeanAbsoluteError,
+        RootMeanSquaredError,
+        MeanAbsolutePercentageError,
+        MeanSquaredLogarithmicError,
+        LogCoshError,
+        CosineSimilarity,
+        TopKCategoricalAccuracy,
+        SparseTopKCategoricalAccuracy,
+        Precision,
+        Recall,
     )
 }
+# Keras's compile takes class names as well as snake-case names; lookups here ignore case.
+_BY_NAME.update({name.lower(): cls for name, cls in _CLASSES.items() if cls is not Accuracy})
 
 
 def serialize(spec: str | Metric) -> str | dict[str, Any]:
@@ -273,7 +477,12 @@ def deserialize(spec: str | dict[str, Any]) -> str | Metric:
         return spec
     if isinstance(spec, dict) and spec.get("class_name") in _CLASSES:
         config = spec.get("config") or {}
-        if not isinstance(config, dict) or not set(config) <= {"name", "threshold"}:
+        cls = _CLASSES[spec["class_name"]]
+        if not isinstance(config, dict) or not set(config) <= _init_args(cls):
             raise ValueError(f"Invalid metric config. Received: {spec!r:.200}")
-        return _CLASSES[spec["class_name"]](**config)
+        return cls(**config)
     raise ValueError(f"Unknown metric config. Received: {spec!r:.200}")
+
+
+def _init_args(cls: type[Metric]) -> set[str]:
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}
