@@ -43,7 +43,7 @@ import numpy as np
 from .. import losses as losses_module
 from .. import metrics as metrics_module
 from .. import optim
-from ..layers.base import layer_class
+from ..layers.base import deserialize, layer_class
 from ..random import rng_from_state
 from ..version import __version__
 from .atomic import atomic_write
@@ -506,7 +506,9 @@ def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]
     """The weights a Sequential config would create, computed without creating them.
 
     A file is checked against this before anything is allocated, so a config declaring a
-    layer of 2**40 units is refused instead of exhausting memory.
+    layer of 2**40 units is refused instead of exhausting memory. Each layer is made from
+    its config (registered classes only; a constructor allocates nothing) and asked for
+    its output shape and :meth:`~layerkit.layers.Layer.weight_shapes`.
     """
     layers = config.get("layers")
     if not isinstance(layers, list):
@@ -518,23 +520,23 @@ def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]
         cfg = spec.get("config", {}) if isinstance(spec, dict) else None
         if not isinstance(cfg, dict):
             raise FormatError(f"{path}: model_config holds a layer that is not a dict.")
-        cls = spec.get("class_name")
+        try:
+            layer = deserialize(spec)
+        except (ValueError, TypeError) as error:
+            raise FormatError(f"{path}: model_config layer {cfg.get('name')!r}: {error}") from None
         if shape is None:
-            declared = cfg.get("shape") if cls == "InputLayer" else cfg.get("input_shape")
-            shape = tuple(declared) if isinstance(declared, list) else None
-        if cls == "Dense":
-            units, name = cfg.get("units"), cfg.get("name")
-            if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-                raise FormatError(f"{path}: Dense layer {name!r} has invalid units {units!r}.")
-            if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-                shape = None  # an unbuilt model: it has no weights to plan
-                continue
-            planned[name] = {"kernel": (shape[-1], units)}
-            if cfg.get("use_bias", True):
-                planned[name]["bias"] = (units,)
-            shape = (*shape[:-1], units)
-        elif cls == "Flatten" and shape is not None:
-            shape = (math.prod(shape),)
+            declared = layer._declared_input_shape
+            shape = tuple(declared[1:]) if declared is not None else None
+        if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
+            shape = None  # an unbuilt model: it has no weights to plan
+            continue
+        try:
+            shapes = layer.weight_shapes((None, *shape))
+            shape = tuple(layer.compute_output_shape((None, *shape))[1:])
+        except (ValueError, TypeError) as error:
+            raise FormatError(f"{path}: model_config layer {layer.name!r}: {error}") from None
+        if shapes:
+            planned[layer.name] = shapes
     return planned
 
 

@@ -3,6 +3,7 @@
 ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Dot``) with their functional helpers."""
 
 from .activation import Activation
+from .activation_layers import ELU, LeakyReLU, PReLU, ReLU, Softmax
 from .base import Layer, deserialize, layer_class, register_layer, serialize
 from .dense import Dense
 from .dropout import Dropout
@@ -30,6 +31,7 @@ from .merge import (
 from .reshape import Reshape
 
 __all__ = [
+    "ELU",
     "Activation",
     "Add",
     "Average",
@@ -41,11 +43,15 @@ __all__ = [
     "Input",
     "InputLayer",
     "Layer",
+    "LeakyReLU",
     "Maximum",
     "MergeLayer",
     "Minimum",
     "Multiply",
+    "PReLU",
+    "ReLU",
     "Reshape",
+    "Softmax",
     "Subtract",
     "add",
     "average",

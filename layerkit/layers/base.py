@@ -133,6 +133,11 @@ class Layer:
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         return tuple(input_shape)
 
+    def weight_shapes(self, input_shape: Shape) -> dict[str, tuple]:
+        """The weights ``build(input_shape)`` would create, by name, without creating
+        them: checkpoint loading checks a file against this before allocating."""
+        return {}
+
     def unbuild(self) -> None:
         """Forgets the weights and shapes, as before ``build`` (undoes a failed load)."""
         self._parameters = []

@@ -67,16 +67,23 @@ class Dense(Layer):
         self.kernel = None
         self.bias = None
 
-    def build(self, input_shape) -> None:
+    def weight_shapes(self, input_shape) -> dict[str, tuple]:
         if len(input_shape) < 2:
             raise ValueError(
                 f"Dense layer {self.name!r} expects inputs of rank >= 2 (batch, features). "
                 f"Received: input_shape={tuple(input_shape)}"
             )
         input_dim = _positive_int(input_shape[-1], "input_shape[-1]")
-        self.kernel = self.add_weight("kernel", (input_dim, self.units), self.kernel_initializer)
+        shapes = {"kernel": (input_dim, self.units)}
         if self.use_bias:
-            self.bias = self.add_weight("bias", (self.units,), self.bias_initializer)
+            shapes["bias"] = (self.units,)
+        return shapes
+
+    def build(self, input_shape) -> None:
+        shapes = self.weight_shapes(input_shape)
+        self.kernel = self.add_weight("kernel", shapes["kernel"], self.kernel_initializer)
+        if self.use_bias:
+            self.bias = self.add_weight("bias", shapes["bias"], self.bias_initializer)
         super().build(input_shape)
 
     def unbuild(self) -> None:

@@ -527,3 +527,30 @@ def test_format_version_1_checkpoint_loads(tmp_path, make_optimizer):
             assert sorted(restored) == sorted(saved) == sorted(model.optimizer.slot_names)
             for slot in saved:  # float32 rounding of the rescaling, both ways
                 np.testing.assert_allclose(restored[slot], saved[slot], rtol=2e-7, atol=0)
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [
+        lambda: [lk.layers.Input((4,)), lk.layers.Dense(3), lk.layers.PReLU(), lk.layers.Dense(2)],
+        lambda: [
+            lk.layers.Input((6,)),
+            lk.layers.Reshape((2, 3)),
+            lk.layers.Dense(2),
+            lk.layers.Flatten(),
+            lk.layers.Dense(1),
+        ],
+    ],
+    ids=["prelu", "reshape"],
+)
+def test_layers_that_own_weights_or_change_shapes_load_back(layers, tmp_path, fresh_session):
+    # The loader plans every layer's weights from the config (layer.weight_shapes), not
+    # only Dense's: a PReLU's alpha or a Reshape before a Dense was refused as a mismatch.
+    model = lk.Sequential(layers())
+    model.compile(optimizer="adam", loss="mse")
+    x = np.random.default_rng(0).random((8, *model.input_shape[1:]), dtype=np.float32)
+    model.fit(x, np.zeros((8, *model.output_shape[1:]), np.float32), verbose=0)
+    loaded = lk.load_model(model.save(tmp_path / "m.h5"))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
