@@ -1,4 +1,4 @@
-"""The Activation layer."""
+"""The Activation layer and the base of the activation layers."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from .. import activations
 from .base import Layer, register_layer
 
 
-@register_layer
-class Activation(Layer):
-    """Applies an activation function: ``Activation("relu")``."""
+class ActivationLayer(Layer):
+    """A layer that applies ``self.activation`` (an ``lk.activations`` object): the base of
+    ``Activation`` and of the activation layers (``ReLU``, ``LeakyReLU``...)."""
 
-    def __init__(self, activation: activations.ActivationLike, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.activation = activations.get(activation)
+    activation: activations.ActivationFunction | None
 
     def forward(self, x, training=False, *, logits=False):
+        """``logits=True`` skips the activation (a fused softmax/sigmoid loss applies it)."""
         activation = activations.linear if logits else self.activation
         y = self._buffer("y", x.shape)
         np.copyto(y, x)
@@ -28,6 +27,15 @@ class Activation(Layer):
             return activation.backward_(dy, y) if need_dx else None
 
         return y, backward
+
+
+@register_layer
+class Activation(ActivationLayer):
+    """Applies an activation function: ``Activation("relu")``."""
+
+    def __init__(self, activation: activations.ActivationLike, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activations.get(activation)
 
     def get_config(self):
         config = super().get_config()

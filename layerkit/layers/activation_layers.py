@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .. import activations, initializers
+from .activation import ActivationLayer
 from .base import Layer, register_layer, unique_name
 
 
@@ -25,26 +26,8 @@ def _keras_name(kwargs: dict[str, Any], base: str) -> dict[str, Any]:
     return kwargs
 
 
-class _ActivationLayer(Layer):
-    """A layer that applies ``self.activation`` (an ``lk.activations`` object)."""
-
-    activation: activations.ActivationFunction | None
-
-    def forward(self, x, training=False, *, logits=False):
-        """``logits=True`` skips the activation (a fused softmax loss applies it)."""
-        activation = activations.linear if logits else self.activation
-        y = self._buffer("y", x.shape)
-        np.copyto(y, x)
-        activation.forward_(y)
-
-        def backward(dy, need_dx=True):
-            return activation.backward_(dy, y) if need_dx else None
-
-        return y, backward
-
-
 @register_layer
-class ReLU(_ActivationLayer):
+class ReLU(ActivationLayer):
     """``y = min(x, max_value)`` for ``x > threshold``, else ``negative_slope * (x - threshold)``.
 
     Args:
@@ -86,7 +69,7 @@ class ReLU(_ActivationLayer):
 
 
 @register_layer
-class LeakyReLU(_ActivationLayer):
+class LeakyReLU(ActivationLayer):
     """``y = x if x > 0 else negative_slope * x``; the layer's default slope is Keras's 0.3
     (the function ``lk.activations.leaky_relu`` uses 0.2, as ``keras.activations``)."""
 
@@ -105,7 +88,7 @@ class LeakyReLU(_ActivationLayer):
 
 
 @register_layer
-class ELU(_ActivationLayer):
+class ELU(ActivationLayer):
     """``y = x if x > 0 else alpha * (e^x - 1)``.
 
     ``alpha`` must be > 0 (Keras accepts any): the backward pass reads the sign of ``x``
@@ -139,7 +122,7 @@ def _check_axes(value: Any, argument: str) -> int | list[int]:
 
 
 @register_layer
-class Softmax(_ActivationLayer):
+class Softmax(ActivationLayer):
     """``y = e^x / sum e^x`` over ``axis`` (an int or a list of ints; Keras's masks are not
     supported). Over the last axis it is ``lk.activations.softmax``, so a following
     categorical cross-entropy fuses with it as with ``Dense(..., activation="softmax")``."""

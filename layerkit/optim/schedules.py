@@ -47,7 +47,39 @@ class LearningRateSchedule:
         return cls(**config)
 
 
-class ExponentialDecay(LearningRateSchedule):
+class _StepDecay(LearningRateSchedule):
+    """The arguments ExponentialDecay and InverseTimeDecay share (Keras's, in its order);
+    ``name`` defaults to the class name, as in Keras."""
+
+    def __init__(
+        self,
+        initial_learning_rate: float,
+        decay_steps: int,
+        decay_rate: float,
+        staircase: bool = False,
+        name: str | None = None,
+    ) -> None:
+        self.initial_learning_rate = check_number(initial_learning_rate, "initial_learning_rate")
+        self.decay_steps = _positive_steps(decay_steps, "decay_steps")
+        self.decay_rate = check_number(decay_rate, "decay_rate")
+        self.staircase = check_flag(staircase, "staircase")
+        self.name = _check_name(type(self).__name__ if name is None else name)
+
+    def _progress(self, step):
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "decay_steps": self.decay_steps,
+            "decay_rate": self.decay_rate,
+            "staircase": self.staircase,
+            "name": self.name,
+        }
+
+
+class ExponentialDecay(_StepDecay):
     """``initial_learning_rate * decay_rate ** (step / decay_steps)`` (floored if staircase).
 
     Example:
@@ -55,67 +87,15 @@ class ExponentialDecay(LearningRateSchedule):
         0.025
     """
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str | None = "ExponentialDecay",
-    ) -> None:
-        self.initial_learning_rate = check_number(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _positive_steps(decay_steps, "decay_steps")
-        self.decay_rate = check_number(decay_rate, "decay_rate")
-        self.staircase = check_flag(staircase, "staircase")
-        self.name = _check_name(name)
-
     def __call__(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate**p
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return self.initial_learning_rate * self.decay_rate ** self._progress(step)
 
 
-class InverseTimeDecay(LearningRateSchedule):
+class InverseTimeDecay(_StepDecay):
     """``initial_learning_rate / (1 + decay_rate * step / decay_steps)`` (floored if staircase)."""
 
-    def __init__(
-        self,
-        initial_learning_rate: float,
-        decay_steps: int,
-        decay_rate: float,
-        staircase: bool = False,
-        name: str | None = "InverseTimeDecay",
-    ) -> None:
-        self.initial_learning_rate = check_number(initial_learning_rate, "initial_learning_rate")
-        self.decay_steps = _positive_steps(decay_steps, "decay_steps")
-        self.decay_rate = check_number(decay_rate, "decay_rate")
-        self.staircase = check_flag(staircase, "staircase")
-        self.name = _check_name(name)
-
     def __call__(self, step):
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1.0 + self.decay_rate * p)
-
-    def get_config(self):
-        return {
-            "initial_learning_rate": self.initial_learning_rate,
-            "decay_steps": self.decay_steps,
-            "decay_rate": self.decay_rate,
-            "staircase": self.staircase,
-            "name": self.name,
-        }
+        return self.initial_learning_rate / (1.0 + self.decay_rate * self._progress(step))
 
 
 class PiecewiseConstantDecay(LearningRateSchedule):
