@@ -62,6 +62,16 @@ def launch(mpiexec: str, ranks: int, args: list[str], cwd, timeout: float, what:
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     env.setdefault("MPLBACKEND", "Agg")
     command = [mpiexec, "-n", str(ranks), sys.executable, *map(str, args)]
+    result = _launch_once(command, env, cwd, timeout, ranks, what)
+    if result.returncode != 0 and not result.stdout and not result.stderr:
+        # A job that ends at once with no output at all never reached Python (a rank
+        # prints a traceback, layerkit's abort hook a line): the launcher itself failed
+        # to start it, as seen once in CI on a loaded machine. Start it once more.
+        result = _launch_once(command, env, cwd, timeout, ranks, what)
+    return result
+
+
+def _launch_once(command, env, cwd, timeout: float, ranks: int, what: str) -> Launch:
     start = time.monotonic()
     # A session of its own, so that a hung job is killed whole (mpiexec, its proxies
     # and every rank), not just mpiexec.
