@@ -8,6 +8,7 @@ tables report medians over the rounds and ratios to layerkit measured in the sam
 Run:
     python benchmarks/bench_mlp.py                    # everything, 3 rounds
     python benchmarks/bench_mlp.py --rounds 5 --only train transfer
+    LAYERKIT_BASELINE=/path/to/older/checkout python benchmarks/bench_mlp.py --only train
 """
 
 from __future__ import annotations
@@ -55,14 +56,21 @@ def throughput(run, samples: int, repeats: int = 3) -> float:
     return samples / statistics.median(times)
 
 
-def layerkit_model(sizes, frozen=0, optimizer="adam"):
+def layerkit_model(sizes, frozen=0, optimizer="adam", graph=False):
+    """The MLP as a Sequential, or (``graph``) as the same layers in an ``lk.Model``."""
     import layerkit as lk
 
     layers = [lk.layers.Input((sizes[0],))]
     for i, units in enumerate(sizes[1:-1]):
         layers.append(lk.layers.Dense(units, activation="relu", name=f"hidden{i + 1}"))
     layers.append(lk.layers.Dense(sizes[-1], name="outputs"))
-    model = lk.Sequential(layers)
+    if graph:
+        h = layers[0]
+        for layer in layers[1:]:
+            h = layer(h)
+        model = lk.Model(layers[0], h)
+    else:
+        model = lk.Sequential(layers)
     if frozen:
         model.freeze(f"hidden[1-{frozen}]")
     model.compile(
@@ -87,7 +95,11 @@ def work_layerkit(task, args):
         tracemalloc.stop()
         return {"peak_extra_bytes": peak}
     if task == "train":
-        model = layerkit_model(args.get("sizes", SIZES), optimizer=args.get("optimizer", "adam"))
+        model = layerkit_model(
+            args.get("sizes", SIZES),
+            optimizer=args.get("optimizer", "adam"),
+            graph=args.get("graph", False),
+        )
         model.fit(x[:256], y[:256], batch_size=64, epochs=1, verbose=0)  # warm-up
         start = time.perf_counter()
         model.fit(x, y, batch_size=args.get("batch", 64), epochs=1, verbose=0)
@@ -264,6 +276,8 @@ WORKERS = {
     "layerkit": work_layerkit,
     # The same epoch with plain SGD: what the rest of the step costs without Adam's update.
     "layerkit-sgd": lambda task, args: work_layerkit(task, {**args, "optimizer": "sgd"}),
+    # The same layers as an lk.Model graph: one engine, so within a few % of Sequential.
+    "layerkit-graph": lambda task, args: work_layerkit(task, {**args, "graph": True}),
     "torch": work_torch,
     "sklearn": work_sklearn,
     "numpy": work_numpy,
@@ -273,9 +287,18 @@ PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
 
 
 # --- driver ----------------------------------------------------------------------------
+BASELINE = os.environ.get("LAYERKIT_BASELINE")  # another checkout, for before/after
+
+
 def run_worker(impl: str, task: str, args: dict) -> dict | None:
-    command = [sys.executable, os.path.abspath(__file__), "--worker", impl, task, json.dumps(args)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    script = os.path.abspath(__file__)
+    if impl == "layerkit-baseline":  # the other checkout's own worker and package
+        script, impl = os.path.join(BASELINE, "benchmarks", "bench_mlp.py"), "layerkit"
+    command = [sys.executable, script, "--worker", impl, task, json.dumps(args)]
+    env = dict(os.environ)
+    if script != os.path.abspath(__file__):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [BASELINE, env.get("PYTHONPATH")]))
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         print(f"  {impl}/{task} failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
@@ -338,7 +361,9 @@ def main() -> None:
         print(f"(skipped peers, not installed: {', '.join(skipped)})")
 
     if "train" in options.only:
-        impls = ["layerkit", "floor", "layerkit-sgd", "numpy", *peers]
+        impls = ["layerkit", "layerkit-graph", "floor", "layerkit-sgd", "numpy", *peers]
+        if BASELINE:
+            impls.insert(2, "layerkit-baseline")
         res = measure(impls, "train", {}, options.rounds)
         lk_time = med(res["layerkit"], "seconds")
         print("\n## One training epoch of the seed MLP (60,000 samples, batch 64, Adam)\n")
@@ -356,6 +381,11 @@ def main() -> None:
         )
         ratio, low, high = paired_ratio(res, "layerkit-sgd", "floor")
         print(f"layerkit with plain SGD / floor: {ratio:.2f}x ({low:.2f}-{high:.2f})")
+        ratio, low, high = paired_ratio(res, "layerkit-graph", "layerkit")
+        print(f"lk.Model graph / Sequential: {ratio:.3f}x ({low:.3f}-{high:.3f})")
+        if BASELINE:
+            ratio, low, high = paired_ratio(res, "layerkit", "layerkit-baseline")
+            print(f"Sequential now / at {BASELINE}: {ratio:.3f}x ({low:.3f}-{high:.3f})")
 
     if "memory" in options.only:
         mem = measure(["layerkit"], "memory", {}, 1)["layerkit"]

@@ -22,10 +22,11 @@ from . import (
     optimizers,
     utils,
 )
-from .models import Sequential, load_model
+from .models import Model, Sequential, load_model
 from .version import __version__
 
 __all__ = [
+    "Model",
     "Sequential",
     "__version__",
     "activations",

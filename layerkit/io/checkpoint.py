@@ -200,12 +200,7 @@ def _write_contents(model, f: h5py.File, kind: str, include_optimizer: bool) -> 
         {layer.name: state for layer in model.layers if (state := layer.training_state())}
     )
     if model.compiled:
-        f.attrs["compile_config"] = _json(
-            {
-                "loss": losses_module.serialize(model.loss),
-                "metrics": [metrics_module.serialize(m) for m in model._metric_specs],
-            }
-        )
+        f.attrs["compile_config"] = _json(model._objectives.config())
         f.attrs["optimizer_config"] = _json(optim.serialize(model.optimizer))
         if include_optimizer:
             state = model.optimizer.state_dict()
@@ -489,8 +484,7 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
         and all(isinstance(r, list) and all(isinstance(s, dict) for s in r) for r in ranks)
     ):
         raise FormatError(
-            f"{path}: epoch_in_progress rank_layer_states is not a list of layer states "
-            "per rank."
+            f"{path}: epoch_in_progress rank_layer_states is not a list of layer states per rank."
         )
     try:
         rng_from_state(value.get("shuffle_rng"))
@@ -513,6 +507,13 @@ def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]
     layers = config.get("layers")
     if not isinstance(layers, list):
         raise FormatError(f"{path}: model_config has no list of layers.")
+    if is_graph_config(config):
+        from ..models.functional_config import check_config
+
+        try:
+            return check_config(config).weight_shapes
+        except (ValueError, TypeError) as error:
+            raise FormatError(f"{path}: model_config: {error}") from None
     shape = config.get("build_input_shape")
     shape = tuple(shape[1:]) if isinstance(shape, list) and shape else None
     planned: dict[str, dict[str, tuple]] = {}
@@ -538,6 +539,19 @@ def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]
         if shapes:
             planned[layer.name] = shapes
     return planned
+
+
+def is_graph_config(config: dict) -> bool:
+    """Whether a model config is a graph's (``lk.Model``), not a ``Sequential``'s."""
+    return "input_layers" in config or "output_layers" in config
+
+
+def model_from_config(config: dict):
+    """A ``Model`` or ``Sequential`` from a checked ``model.get_config()``."""
+    from ..models.model import Model
+    from ..models.sequential import Sequential
+
+    return (Model if is_graph_config(config) else Sequential).from_config(config)
 
 
 def _check_against_config(snapshot: Snapshot, path: str) -> None:
@@ -637,8 +651,6 @@ def _archive_checkpoint(path: str):
 
 def _load_model(path: str, shown: str):
     """Loads the checkpoint at ``path``; errors name ``shown`` (the user's file)."""
-    from ..models.sequential import Sequential
-
     try:
         snapshot = read_snapshot(path)
     except FormatError as error:
@@ -651,7 +663,7 @@ def _load_model(path: str, shown: str):
         )
     _check_against_config(snapshot, path)
     try:
-        model = Sequential.from_config(snapshot.config)
+        model = model_from_config(snapshot.config)
         _apply_layers(model, [(s, model.get_layer(s.name)) for s in snapshot.layers], path)
         if snapshot.compile_config is not None:
             model.compile(*_compile_arguments(snapshot, path))
@@ -671,11 +683,14 @@ def _compile_arguments(snapshot: Snapshot, path: str) -> tuple:
         metrics = config.get("metrics", [])
         if not isinstance(metrics, list):
             raise TypeError(f"metrics should be a list, not {type(metrics).__name__}")
-        return (
-            optim.get(snapshot.optimizer_config),
-            losses_module.get(config["loss"]),
-            [metrics_module.deserialize(m) for m in metrics],
-        )
+        loss = config["loss"]
+        if isinstance(loss, list):  # several outputs: per-output losses and metrics
+            loss = [None if spec is None else losses_module.get(spec) for spec in loss]
+            metrics = [[metrics_module.deserialize(m) for m in specs] for specs in metrics]
+        else:
+            loss = losses_module.get(loss)
+            metrics = [metrics_module.deserialize(m) for m in metrics]
+        return (optim.get(snapshot.optimizer_config), loss, metrics, config.get("loss_weights"))
     except (ValueError, TypeError, KeyError) as error:
         raise FormatError(
             f"{path}: invalid compile_config or optimizer_config: {error!r}"
@@ -756,12 +771,8 @@ def _check_same_architecture(model, snapshot: Snapshot, path: str) -> None:
     if names != stored_names:
         difference = f"the file has layers {stored_names}, the model {names}"
     else:
-        name, was, now = next(
-            (a[1].get("name"), a, b) for a, b in zip(stored, current) if a != b
-        )
-        changed = sorted(
-            k for k in set(was[1]) | set(now[1]) if was[1].get(k) != now[1].get(k)
-        )
+        name, was, now = next((a[1].get("name"), a, b) for a, b in zip(stored, current) if a != b)
+        changed = sorted(k for k in set(was[1]) | set(now[1]) if was[1].get(k) != now[1].get(k))
         if was[0] != now[0]:
             changed = ["class_name", *changed]
         difference = f"layer {name!r} differs in {changed}"
@@ -806,8 +817,7 @@ def _check_optimizer_names(snapshot: Snapshot, model, path: str) -> None:
     missing = sorted(p.name for p in model.weights if p.trainable and p.name not in stored)
     if missing and snapshot.format_version >= 2 and snapshot.optimizer_state["iterations"]:
         raise FormatError(
-            f"{path}: the optimizer state has no entry for parameters {missing[:10]} "
-            "of the model."
+            f"{path}: the optimizer state has no entry for parameters {missing[:10]} of the model."
         )
 
 

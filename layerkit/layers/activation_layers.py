@@ -270,7 +270,11 @@ class PReLU(Layer):
             if self._trainable:
                 product = np.minimum(x, 0)
                 product *= dy
-                self.alpha.grad[...] = product.sum(axis=self._reduce_axes).reshape(alpha.shape)
+                grad = product.sum(axis=self._reduce_axes).reshape(alpha.shape)
+                if self._accumulate:  # a later call of a shared layer
+                    self.alpha.grad += grad
+                else:
+                    self.alpha.grad[...] = grad
             if not need_dx:
                 return None
             # 0 at x == 0, as Keras's relu(x) - alpha * relu(-x) on torch.

@@ -6,9 +6,13 @@ weight gradients into the parameters' ``grad`` arrays when the layer is trainabl
 returns dL/dx when ``need_dx`` is true. A frozen layer therefore still passes gradients
 down; it only skips its own weight gradients.
 
-Forward outputs live in per-layer buffers that are reused from one batch to the next
-(reallocated only when the batch shape changes), so a training step allocates almost
-nothing. ``layer(x)`` is the public, copying call.
+Forward outputs live in buffers that are reused from one batch to the next (reallocated
+only when the batch shape changes), so a training step allocates almost nothing. The
+buffers belong to a call, not to the layer: the model's plan sets ``_call`` before each
+call's forward and backward, so the two calls of a shared layer keep their own outputs,
+and sets ``_accumulate`` on the later backwards of a step, where a layer with weights
+adds its weight gradients instead of assigning them. ``layer(x)`` is the public,
+copying call.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ Shape = tuple  # (None or int, ...)
 
 _LAYER_CLASSES: dict[str, type[Layer]] = {}
 _NAME_COUNTERS: dict[str, int] = {}
-_MAX_BUFFERS = 8
+_MAX_BUFFERS = 16
 
 
 def register_layer(cls: type[Layer]) -> type[Layer]:
@@ -87,6 +91,9 @@ class Layer:
 
     # Layers that act differently while training (Dropout) cannot have their output cached.
     deterministic: ClassVar[bool] = True
+    # Set by the model's plan around each call (see the module docstring).
+    _call: int = 0
+    _accumulate: bool = False
 
     def __init__(
         self,
@@ -223,7 +230,8 @@ class Layer:
         return list(tensors) if listed or len(tensors) > 1 else tensors[0]
 
     def _buffer(self, tag: str, shape: tuple, dtype=None) -> np.ndarray:
-        key = (tag, shape)
+        """A reused array for ``tag`` of the current call (``_call``) and ``shape``."""
+        key = (tag, shape, self._call)
         buf = self._buffers.get(key)
         if buf is None:
             if len(self._buffers) >= _MAX_BUFFERS:

@@ -107,9 +107,16 @@ class Dense(Layer):
         def backward(dy, need_dx=True):
             dz = activation.backward_(dy.reshape(y.shape), y)
             if self._trainable:
-                np.matmul(x2.T, dz, out=self.kernel.grad)
-                if self.use_bias:  # a product with ones: BLAS sums columns faster than reduce
-                    np.matmul(_ones(dz.shape[0], dz.dtype), dz, out=self.bias.grad)
+                if self._accumulate:  # a later call of a shared layer: add to the gradient
+                    dkernel = self._buffer("dkernel", kernel.shape)
+                    np.matmul(x2.T, dz, out=dkernel)
+                    self.kernel.grad += dkernel
+                    if self.use_bias:
+                        self.bias.grad += np.matmul(_ones(dz.shape[0], dz.dtype), dz)
+                else:
+                    np.matmul(x2.T, dz, out=self.kernel.grad)
+                    if self.use_bias:  # a product with ones: BLAS sums columns faster
+                        np.matmul(_ones(dz.shape[0], dz.dtype), dz, out=self.bias.grad)
             if not need_dx:
                 return None
             dx = self._buffer("dx", x2.shape)

@@ -29,6 +29,7 @@ class InputLayer(Layer):
         super().__init__(**kwargs)
         self.shape = _check_shape(shape, "shape")
         self._declared_input_shape = (None, *self.shape)
+        self.build(self._declared_input_shape)
         from ..models.node import Node
 
         Node(self, [], [self._declared_input_shape]).outputs[0].name = self.name
@@ -43,9 +44,7 @@ class InputLayer(Layer):
         return config
 
 
-def Input(
-    shape: tuple | int, name: str | None = None, dtype: str | None = None
-) -> SymbolicTensor:
+def Input(shape: tuple | int, name: str | None = None, dtype: str | None = None) -> SymbolicTensor:
     """Returns the symbolic tensor of a new :class:`InputLayer`, as ``keras.Input`` does:
     the start of a graph of layers, or the first element of a ``Sequential`` list.
 

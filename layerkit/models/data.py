@@ -83,3 +83,91 @@ def check_verbose(verbose: Any) -> int:
     if verbose not in (0, 1, 2) or isinstance(verbose, float):
         raise ValueError(f"Expected verbose in 'auto', 0, 1, 2. Received: verbose={verbose!r}")
     return int(verbose)
+
+
+def _one_array(value: Any) -> Any:
+    """``[array]`` stands for ``array`` for a model with one input or output (as Keras);
+    a nested Python list of numbers is data, not a list of arrays."""
+    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray):
+        return value[0]
+    return value
+
+
+def _by_position(value: Any, names: list[str], argument: str, what: str) -> list[tuple[Any, str]]:
+    """``value`` (a dict by name, a list in order, or one array) as ``(entry, argument
+    name)`` pairs in the model's order of ``what`` (``inputs`` or ``outputs``)."""
+    n = len(names)
+    if isinstance(value, dict):
+        unknown = [key for key in value if key not in names]
+        if unknown:
+            raise ValueError(
+                f"Invalid {argument}: keys {unknown} are not names of the model's {what} {names}."
+            )
+        return [(value.get(name), f"{argument}[{name!r}]") for name in names]
+    if n == 1:
+        return [(_one_array(value), argument)]
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        received = (
+            f"a list of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+        )
+        raise ValueError(
+            f"Invalid {argument}: the model has {n} {what} {names}; pass a list of {n} arrays "
+            f"in that order or a dict keyed by those names. Received: {received}"
+        )
+    return [(v, f"{argument}[{i}]") for i, v in enumerate(value)]
+
+
+def as_input_list(
+    x: Any, names: list[str], shapes: list[tuple] | None, argument: str = "x"
+) -> list[np.ndarray]:
+    """The model's inputs as a list of validated arrays in input order, from one array,
+    a list in order, or a dict keyed by input name; all with the same number of rows."""
+    pairs = _by_position(x, names, argument, "inputs")
+    arrays = []
+    for i, (value, where) in enumerate(pairs):
+        if value is None:
+            raise TypeError(f"Expected an array for {where} (input {names[i]!r}). Received: None")
+        arrays.append(as_inputs(value, where, None if shapes is None else shapes[i]))
+    for (_, where), array in zip(pairs[1:], arrays[1:]):
+        check_same_length(arrays[0], array, pairs[0][1], where)
+    return arrays
+
+
+def as_target_list(
+    y: Any,
+    names: list[str],
+    losses: list,
+    shapes: list[tuple],
+    argument: str = "y",
+    x: tuple[np.ndarray, str] | None = None,
+) -> list[np.ndarray | None]:
+    """The targets as a list in output order (None for an output without a loss),
+    each checked by its output's loss against the output's shape, and against the
+    number of rows of ``x`` (an array and its argument name)."""
+    if y is None:
+        raise TypeError(f"Expected targets {argument}. Received: {argument}=None")
+    pairs = _by_position(y, names, argument, "outputs")
+    targets: list[np.ndarray | None] = []
+    for (value, where), loss, shape, name in zip(pairs, losses, shapes, names):
+        if loss is None:
+            targets.append(None)
+            continue
+        if value is None:
+            raise ValueError(
+                f"Missing targets for output {name!r} (it has a loss). Received: {where}=None"
+            )
+        # Lengths first: cheap, and it spares scanning a huge y that cannot fit anyway.
+        if x is not None and (
+            (isinstance(value, np.ndarray) and value.ndim > 0) or isinstance(value, (list, tuple))
+        ):
+            check_same_length(x[0], value, x[1], where)
+        target = loss.check_targets(value, shape, where)
+        if x is not None:
+            check_same_length(x[0], target, x[1], where)
+        targets.append(target)
+    return targets
+
+
+def rows(arrays: list) -> int:
+    """The number of samples of a list of arrays (Nones skipped)."""
+    return next(len(a) for a in arrays if a is not None)

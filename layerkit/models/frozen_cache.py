@@ -1,12 +1,15 @@
 """The frozen-output cache: compute the frozen bottom of a model once, train the rest.
 
-When the layers from the input up to the first trainable one are frozen (and act the same
-in training and inference, unlike Dropout), their output for the training data does not
-change from one epoch to the next. The cache computes it once per ``fit`` call and each
-step then runs only the layers above it. Same batches, and the same numbers up to float32
-rounding: the cached features are computed in batches of 1024 rows and BLAS results
-depend on the batch shape, so cached and uncached runs differ by up to ~1e-6 in the
-weights (measured: 9e-7 after 5 epochs of the MNIST transfer model), never more.
+When the calls from the inputs up to the trainable layers are frozen (and act the same
+in training and inference, unlike Dropout), their outputs for the training data do not
+change from one epoch to the next. The cache computes them once per ``fit`` call, where
+the frozen part of the graph feeds the rest (its *frontier*: for a stack, the output of
+the last frozen layer; for a siamese model with a frozen shared encoder, the encoder's
+output for each input), and each step then runs only the calls above it. Same
+batches, and the same numbers up to float32 rounding: the cached features are computed
+in batches of 1024 rows and BLAS results depend on the batch shape, so cached and
+uncached runs differ by up to ~1e-6 in the weights (measured: 9e-7 after 5 epochs of the
+MNIST transfer model), never more.
 
 The cache is never stale: before every step it compares a signature of what it depends on
 (those layers, their trainable flags and their weights' versions, which ``set_weights``
@@ -32,54 +35,85 @@ class FrozenOutputCache:
             raise ValueError(f"Expected cache_max_bytes >= 0. Received: {max_bytes!r}")
         self.model, self.mode, self.max_bytes = model, mode, max_bytes
         self._x = self._x_val = None
-        self._start = 0
+        self._sources: tuple[int, ...] | None = None
         self._features = self._val_features = None
+        self._calls: list = []
         self._signature = None
         self._seen_change = -1
         self.computed = 0  # how many times the frozen part was evaluated (for tests)
 
     # --- deciding what to cache ------------------------------------------------------
-    def _frozen_prefix(self) -> tuple[int, int]:
-        """(cacheable length, frozen length). The frozen run ends with the last frozen layer
-        with weights below the first trainable one; the cacheable run is its part below
-        the first layer that is not deterministic (Dropout)."""
-        layers = self.model._stack
-        frozen = 0
-        for i, layer in enumerate(layers[:-1]):  # the top layer always runs
-            if layer._trainable and layer._parameters:
-                break
-            if layer._parameters:
-                frozen = i + 1
-        cacheable = 0
-        while cacheable < frozen and layers[cacheable].deterministic:
-            cacheable += 1
-        # Caching layers without weights alone (Flatten) gains nothing.
-        if not any(layer._parameters for layer in layers[:cacheable]):
-            cacheable = 0
-        return cacheable, frozen
+    def _frozen_part(self) -> tuple[list, object]:
+        """(the calls to cache, the first call in the frozen part that is not
+        deterministic, or None).
 
-    def _signature_of(self, count: int) -> tuple:
+        The frozen part is the calls whose layers have no trainable weights, that read
+        only model inputs and other frozen calls, do not make a model output (the top
+        always runs), and lead to a frozen layer with weights. Its calls that depend on
+        no call acting differently in training (Dropout) are cached, if one of them has
+        weights (caching layers without weights alone, such as Flatten, gains nothing).
+        """
+        plan = self.model._get_plan()
+        outputs = set(plan.outputs)
+        frozen: dict[int, object] = {}  # output slot -> call
+        inputs = set(plan.inputs)
+        for call in plan.calls:
+            layer = call.layer
+            if (
+                not (layer._trainable and layer._parameters)
+                and call.output not in outputs
+                and all(s in inputs or s in frozen for s in call.inputs)
+            ):
+                frozen[call.output] = call
+        # Keep the calls at or below a frozen call with weights.
+        useful: set[int] = set()
+        for slot in reversed(list(frozen)):
+            call = frozen[slot]
+            if call.layer._parameters or slot in useful:
+                useful.add(slot)
+                useful.update(s for s in call.inputs if s in frozen)
+        calls = [frozen[slot] for slot in frozen if slot in useful]
+        blocker = next((c for c in calls if not c.layer.deterministic), None)
+        # What can be cached all the same: the calls that depend on no blocking call.
+        steady: set[int] = set()
+        for call in calls:
+            if call.layer.deterministic and all(s in inputs or s in steady for s in call.inputs):
+                steady.add(call.output)
+        cacheable = [c for c in calls if c.output in steady]
+        if not any(c.layer._parameters for c in cacheable):
+            cacheable = []
+        return cacheable, blocker
+
+    def _frontier(self, calls: list) -> tuple[int, ...]:
+        """The slots the rest of the plan reads: cached outputs and model inputs."""
+        plan = self.model._get_plan()
+        cached = {call.output for call in calls}
+        rest = [call for call in plan.get_pass().forward if call.output not in cached]
+        read = {s for call in rest for s in call.inputs}
+        read.update(s for s in plan.outputs if s in cached)
+        return tuple(sorted(s for s in read if s in cached or s in plan.inputs))
+
+    def _signature_of(self, calls: list) -> tuple:
         return tuple(
-            (id(layer), layer._trainable, tuple(p.version for p in layer._parameters))
-            for layer in self.model._stack[:count]
+            (id(c.layer), c.layer._trainable, tuple(p.version for p in c.layer._parameters))
+            for c in calls
         )
 
-    def prepare(self, x: np.ndarray, x_val: np.ndarray | None) -> None:
+    def prepare(self, x: list[np.ndarray], x_val: list[np.ndarray] | None) -> None:
         """Decides whether to cache for this ``fit`` call and computes the cache."""
         self._x, self._x_val = x, x_val
         if self.mode is False:
             return
-        cacheable, frozen = self._frozen_prefix()
+        calls, blocker = self._frozen_part()
         if self.mode is True:
-            if cacheable < frozen:
-                blocker = self.model._stack[cacheable]
+            if blocker is not None:
                 raise ValueError(
-                    f"cache_frozen=True cannot cache through layer {blocker.name!r} "
-                    f"({type(blocker).__name__}): it acts differently while training, so "
-                    "caching its output would change the numbers. Move it above the frozen "
-                    "layers or use cache_frozen='auto'."
+                    f"cache_frozen=True cannot cache through layer {blocker.layer.name!r} "
+                    f"({type(blocker.layer).__name__}): it acts differently while training, "
+                    "so caching its output would change the numbers. Move it above the "
+                    "frozen layers or use cache_frozen='auto'."
                 )
-            if cacheable == 0:
+            if not calls and blocker is None:
                 raise ValueError(
                     "cache_frozen=True, but the model has no frozen layers with weights at its "
                     "bottom: freeze the first layers (model.freeze('hidden[12]')) first."
@@ -87,46 +121,61 @@ class FrozenOutputCache:
         self._compute()
 
     def _compute(self) -> None:
-        cacheable, _ = self._frozen_prefix()
-        self._start, self._features, self._val_features = 0, None, None
-        self._signature = self._signature_of(cacheable)
+        calls, _ = self._frozen_part()
+        self._sources, self._features, self._val_features = None, None, None
+        self._calls, self._signature = calls, self._signature_of(calls)
         self._seen_change = last_change()
-        if cacheable == 0:
+        if not calls:
             return
-        width = int(np.prod(self.model._stack[cacheable - 1].output_shape[1:]))
-        rows = len(self._x) + (len(self._x_val) if self._x_val is not None else 0)
-        needed = rows * width * self._x.itemsize
+        plan = self.model._get_plan()
+        sources = self._frontier(calls)
+        computed = tuple(s for s in sources if s not in plan.inputs)
+        width = sum(int(np.prod(plan.producer[s].layer.output_shape[1:])) for s in computed)
+        n = len(self._x[0]) + (len(self._x_val[0]) if self._x_val is not None else 0)
+        needed = n * width * self._x[0].itemsize
         if self.mode == "auto" and needed > self.max_bytes:
             return
-        forward = self.model.forward_range
-        self._features = forward(self._x, 0, cacheable, _FORWARD_BATCH)
+        self._features = self._assemble(self._x, sources, computed)
         if self._x_val is not None:
-            self._val_features = forward(self._x_val, 0, cacheable, _FORWARD_BATCH)
-        self._start = cacheable
+            self._val_features = self._assemble(self._x_val, sources, computed)
+        self._sources = sources
         self.computed += 1
+
+    def _assemble(self, x: list[np.ndarray], sources, computed) -> list[np.ndarray]:
+        """The arrays of ``sources``: model inputs as given, the others computed."""
+        plan = self.model._get_plan()
+        values = dict(
+            zip(
+                computed,
+                self.model.forward_slots(x, plan.inputs, computed, _FORWARD_BATCH),
+            )
+        )
+        return [x[s] if s in plan.inputs else values[s] for s in sources]
 
     def _fresh(self) -> None:
         # One integer comparison per step; the signature only when something changed.
         if self.mode is False or last_change() == self._seen_change:
             return
         self._seen_change = last_change()
-        if self._signature != self._signature_of(len(self._signature)):
+        calls, _ = self._frozen_part()
+        if calls != self._calls or self._signature != self._signature_of(calls):
             self._compute()
 
     # --- what the training loop reads --------------------------------------------------
-    def training_inputs(self) -> tuple[int, np.ndarray]:
-        """(index of the first layer to run, its input for the whole training set)."""
+    def training_inputs(self) -> tuple[tuple[int, ...] | None, list[np.ndarray]]:
+        """(the slots the step starts from, None for the model inputs; their arrays for
+        the whole training set)."""
         self._fresh()
-        return (self._start, self._features) if self._start else (0, self._x)
+        return (self._sources, self._features) if self._sources else (None, self._x)
 
-    def validation_inputs(self) -> tuple[int, np.ndarray | None]:
+    def validation_inputs(self) -> tuple[tuple[int, ...] | None, list[np.ndarray] | None]:
         self._fresh()
-        return (self._start, self._val_features) if self._start else (0, self._x_val)
+        return (self._sources, self._val_features) if self._sources else (None, self._x_val)
 
     @property
     def active(self) -> bool:
-        return self._start > 0
+        return self._sources is not None
 
     def release(self) -> None:
         self._features = self._val_features = self._x = self._x_val = None
-        self._start = 0
+        self._sources = None

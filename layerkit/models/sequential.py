@@ -1,24 +1,18 @@
-"""Sequential: a stack of layers with unique names, trained by :class:`Trainer`."""
+"""Sequential: a stack of layers with unique names, the chain case of :class:`Model`."""
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
-
-import numpy as np
 
 from ..layers.base import Layer, check_name, deserialize, serialize, unique_name
 from ..layers.input_layer import InputLayer
-from ..parameter import Parameter, check_new_values, pack
-from ..random import make_rng
+from .model import Model
 from .node import SymbolicTensor
-from .summary import format_summary
-from .trainer import Trainer
+from .plan import Plan
 
 
-class Sequential(Trainer):
+class Sequential(Model):
     """A linear stack of layers.
 
     Example:
@@ -34,15 +28,9 @@ class Sequential(Trainer):
     """
 
     def __init__(self, layers: Iterable[Layer] | None = None, name: str | None = None) -> None:
-        super().__init__()
-        self.name = check_name(name) if name is not None else unique_name("sequential")
-        self._layers: list[Layer] = []
-        self.built = False
+        super().__init__(name=check_name(name) if name is not None else unique_name("sequential"))
         self._input_shape: tuple | None = None
         self._output_shape: tuple | None = None
-        self._arena = None
-        self._shuffle_rng = make_rng()
-        self._trainable = True
         for layer in layers or []:
             self.add(layer)
 
@@ -145,9 +133,8 @@ class Sequential(Trainer):
                 layer.build(current)
             current = layer.output_shape
         self._input_shape, self._output_shape = input_shape, current
-        parameters = self.weights
-        if parameters:
-            self._arena = pack(parameters, parameters[0].dtype)
+        self._arena = None
+        self._pack()
         self.built = True
         self._on_structure_change()
 
@@ -170,172 +157,53 @@ class Sequential(Trainer):
     def output_shape(self) -> tuple | None:
         return self._output_shape
 
-    # --- weights --------------------------------------------------------------------
+    # --- what the trainer asks: the chain plan -----------------------------------------
     @property
-    def weights(self) -> list[Parameter]:
-        return [p for layer in self._layers for p in layer.weights]
+    def _stack(self) -> list[Layer]:
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
+
+    def _weight_layers(self) -> list[Layer]:
+        return self._layers
+
+    def _get_plan(self) -> Plan:
+        if self._plan_obj is None:
+            if not self.built:
+                raise ValueError(f"Model {self.name!r} is not built yet.")
+            self._plan_obj = Plan.of_chain(self._stack)
+        return self._plan_obj
+
+    def _input_names(self) -> list[str]:
+        first = self._layers[0] if self._layers else None
+        return [first.name if isinstance(first, InputLayer) else "input_layer"]
+
+    def _input_shapes(self) -> list[tuple]:
+        return [self._input_shape]
+
+    def _output_names(self) -> list[str]:
+        stack = self._stack
+        return [stack[-1].name if stack else "output"]
+
+    def _output_shapes(self) -> list[tuple]:
+        return [self._output_shape]
+
+    def _structure_outputs(self, arrays: list):
+        return arrays[0]
 
     @property
-    def trainable_weights(self) -> list[Parameter]:
-        return [p for layer in self._layers for p in layer.trainable_weights]
+    def inputs(self) -> list[SymbolicTensor]:
+        raise AttributeError(
+            "A Sequential model has no symbolic inputs in layerkit; build a graph with "
+            "lk.layers.Input and lk.Model to reuse tensors."
+        )
 
     @property
-    def non_trainable_weights(self) -> list[Parameter]:
-        return [p for layer in self._layers for p in layer.non_trainable_weights]
-
-    def count_params(self) -> int:
-        """The number of weights; raises ValueError on an unbuilt model, as Keras."""
-        if not self.built:
-            raise ValueError(
-                f"You tried to call count_params() on model {self.name!r}, but it is not "
-                "built yet, so its weights do not exist. Build it first: "
-                "model.build((None, n_features)), or start it with lk.layers.Input(shape)."
-            )
-        return int(sum(p.size for p in self.weights))
-
-    # --- trainable ------------------------------------------------------------------
-    @property
-    def trainable(self) -> bool:
-        """Whether the model trains; setting it sets ``trainable`` on every layer, as in
-        Keras (``base_model.trainable = False`` freezes a whole model), from the next
-        step on, without recompiling."""
-        return self._trainable
-
-    @trainable.setter
-    def trainable(self, value: bool) -> None:
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"Expected trainable to be a bool. Received: trainable={value!r}")
-        self._trainable = bool(value)
-        for layer in self._layers:
-            layer.trainable = bool(value)
-
-    def get_weights(self) -> list[np.ndarray]:
-        """Returns copies of all weights, layer by layer (``[kernel, bias, ...]``)."""
-        return [p.numpy() for p in self.weights]
-
-    def set_weights(self, weights: list) -> None:
-        """Sets all weights at once; on any mismatch raises ValueError and changes nothing."""
-        parameters = self.weights
-        arrays = check_new_values(parameters, weights, f"Model {self.name!r}")
-        for p, w in zip(parameters, arrays):
-            p.assign(w)
-
-    # --- freezing -------------------------------------------------------------------
-    def select_layers(self, pattern: str | Iterable[str], argument: str = "pattern") -> list[Layer]:
-        """Layers whose names match ``pattern`` with ``re.fullmatch`` (or are in a list)."""
-        layers = self.layers
-        if isinstance(pattern, str):
-            try:
-                regex = re.compile(pattern)
-            except re.error as error:
-                raise ValueError(
-                    f"Invalid regular expression {argument}={pattern!r}: {error}"
-                ) from None
-            chosen = [layer for layer in layers if regex.fullmatch(layer.name)]
-        else:
-            names = list(pattern)
-            missing = [n for n in names if n not in {layer.name for layer in layers}]
-            if missing:
-                raise ValueError(
-                    f"No layers named {missing} in model {self.name!r}. "
-                    f"Layers are: {[layer.name for layer in layers]}."
-                )
-            chosen = [layer for layer in layers if layer.name in names]
-        if not chosen:
-            raise ValueError(
-                f"{argument}={pattern!r} matches no layer of model {self.name!r}. "
-                f"Layers are: {[layer.name for layer in layers]}."
-            )
-        return chosen
-
-    def freeze(self, pattern: str | Iterable[str]) -> list[str]:
-        """Marks the layers matching ``pattern`` non-trainable, from the next step on.
-
-        No recompile is needed, and the optimizer keeps their state for later.
-
-        Example:
-            >>> model.freeze("hidden[12]")
-            ['hidden1', 'hidden2']
-        """
-        chosen = self.select_layers(pattern)
-        for layer in chosen:
-            layer.trainable = False
-        return [layer.name for layer in chosen]
-
-    def unfreeze(self, pattern: str | Iterable[str]) -> list[str]:
-        """Marks the layers matching ``pattern`` trainable again; returns their names."""
-        chosen = self.select_layers(pattern)
-        for layer in chosen:
-            layer.trainable = True
-        return [layer.name for layer in chosen]
-
-    # --- saving and loading ---------------------------------------------------------
-    def save(self, filepath: str | os.PathLike, include_optimizer: bool = True) -> str:
-        """Saves everything needed to resume training, atomically: architecture,
-        weights, trainable flags, compile config, optimizer state and training position.
-        Returns the absolute path. Reload with ``lk.load_model``.
-
-        The suffix decides the format, as in Keras: ``"model.keras"`` writes a Keras 3
-        archive that real Keras loads (``keras.models.load_model``), with layerkit's
-        checkpoint inside so that ``lk.load_model`` resumes exactly; any other name
-        (``"model.h5"``) writes layerkit's HDF5 checkpoint.
-        """
-        from ..io.checkpoint import save_model
-
-        return save_model(self, filepath, include_optimizer=include_optimizer)
-
-    def save_weights(self, filepath: str | os.PathLike) -> str:
-        """Saves the weights atomically; returns the path. A name ending in
-        ``.weights.h5`` gets Keras 3's weights layout (for ``keras_model.load_weights``),
-        any other name layerkit's (one HDF5 group per layer)."""
-        from ..io.checkpoint import save_weights
-
-        if not self.built:
-            raise ValueError("Cannot save the weights of a model that is not built yet.")
-        return save_weights(self, filepath)
-
-    def load_weights(
-        self,
-        filepath: str | os.PathLike,
-        layers: str | Iterable[str] | None = None,
-        rename: dict[str, str] | Callable[[str], str] | None = None,
-        skip_mismatch: bool = False,
-    ) -> list[tuple[str, str]]:
-        """Restores weights by layer name from a layerkit, Keras or TensorFlow 1 file.
-
-        Args:
-            filepath: the file (its format is recognised from its content).
-            layers: a regular expression matched with ``re.fullmatch`` against the layer
-                names in the file (``"hidden[123]"``), or a list of names; all when None.
-            rename: a dict or function from names in the file to names in this model.
-            skip_mismatch: skip (with a warning) layers whose shapes do not fit,
-                instead of raising.
-
-        Returns:
-            The ``(name in file, name in model)`` pairs restored.
-
-        Raises:
-            ValueError: a selection that matches nothing, a layer the model lacks, or a
-                shape mismatch; raised before anything is changed.
-
-        Example:
-            >>> model.load_weights("mnist_mlp.h5", layers="hidden[123]")
-            [('hidden1', 'hidden1'), ('hidden2', 'hidden2'), ('hidden3', 'hidden3')]
-        """
-        from ..io.weights import load_weights
-
-        if isinstance(filepath, bytes):
-            filepath = os.fsdecode(filepath)
-        return load_weights(
-            self, filepath, layers=layers, rename=rename, skip_mismatch=skip_mismatch
+    def outputs(self) -> list[SymbolicTensor]:
+        raise AttributeError(
+            "A Sequential model has no symbolic outputs in layerkit; build a graph with "
+            "lk.layers.Input and lk.Model to reuse tensors."
         )
 
     # --- description ----------------------------------------------------------------
-    def summary(self, print_fn=None) -> None:
-        """Prints a table of layers, output shapes and parameter counts, then the totals."""
-        text = format_summary(self)
-        (print_fn or print)(text)
-
     def get_config(self) -> dict[str, Any]:
         """A JSON-serialisable description of the architecture (no weights)."""
         return {

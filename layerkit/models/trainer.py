@@ -1,9 +1,11 @@
 """Training, evaluation and prediction: ``compile``, ``fit``, ``evaluate``, ``predict``.
 
-A training step runs the layers' forward functions, the loss, then the backward
-functions from the top down to the lowest trainable layer only, and one optimizer update
-over the trainable parameters, which are read afresh at every step: freezing takes effect
-at once, without recompiling.
+A training step runs the model's plan (:mod:`layerkit.models.plan`): the forward calls,
+the losses of the outputs, the backward calls down to the lowest trainable layers only,
+and one optimizer update over the trainable parameters. The pass is chosen afresh at
+every step from the layers' trainable flags: freezing takes effect at once, without
+recompiling. Inputs and targets are lists inside (one array per model input and output),
+adapted once from what the user passed (an array, a list, a dict by name).
 """
 
 from __future__ import annotations
@@ -19,18 +21,18 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import distributed, optim
-from .. import losses as losses_module
 from .. import metrics as metrics_module
 from ..callbacks.base import CallbackList
 from ..callbacks.history import History
 from ..callbacks.simple import TerminateOnNaN
-from ..layers.input_layer import InputLayer
 from ..random import rng_state
+from . import data
+from .compiled import Objectives, keras_order
 from .data import (
-    as_inputs,
+    as_input_list,
+    as_target_list,
     check_batch_size,
     check_int,
-    check_same_length,
     check_verbose,
 )
 from .frozen_cache import FrozenOutputCache
@@ -41,12 +43,10 @@ class Trainer:
 
     def __init__(self) -> None:
         self.optimizer: optim.Optimizer | None = None
-        self.loss: losses_module.Loss | None = None
+        self._objectives: Objectives | None = None
         self.compiled = False
         self.stop_training = False
         self.history: History | None = None
-        self._metrics: list[metrics_module.Metric] = []
-        self._metric_specs: list = []
         self._epochs_done = 0
         self._last_epoch = -1  # index of the last epoch completed by the current fit
         self._resume_from_epoch: int | None = None  # set by BackupAndRestore
@@ -58,54 +58,62 @@ class Trainer:
         # resumed only into the same division into batches.
         self._fit_signature: tuple[int, int, bool] | None = None
         self._epoch_start_learning_rate: Any = None
-        self._plan_cache: dict[tuple, tuple] = {}
-        self._stack: list = []  # the layers that compute (no InputLayer)
         # The lk.distributed strategy of the fit or evaluate call in progress (else None):
         # callbacks ask lk.distributed.is_chief(model) before printing or saving.
         self.distribute: distributed.MPI | None = None
         self._grad_spans: dict[int, tuple] = {}
 
     # --- compile --------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None) -> None:
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
         """Configures training.
 
         Args:
             optimizer: a name (``"adam"``) or an ``lk.optim`` optimizer.
-            loss: a name (``"sparse_categorical_crossentropy"``) or an ``lk.losses`` loss.
-            metrics: a list of names (``"accuracy"``, ``"mae"``) or ``lk.metrics`` objects.
+            loss: a name (``"sparse_categorical_crossentropy"``) or an ``lk.losses`` loss;
+                for several outputs, a list (in output order) or a dict by output name
+                (an output left out has no loss), or one loss for every output.
+            metrics: a list of names (``"accuracy"``, ``"mae"``) or ``lk.metrics``
+                objects; for several outputs, a dict by output name, a list of lists, or
+                one list for every output.
+            loss_weights: for several outputs, a list or dict of weights: the loss
+                minimised is ``sum(weight * output loss)``.
+
+        Example:
+            >>> model.compile(optimizer="sgd", loss=["mse", "mse"], loss_weights=[0.9, 0.1])
         """
         optimizer = optim.get(optimizer)
-        if loss is None:
-            raise ValueError("compile() needs a loss. Received: loss=None")
-        loss = losses_module.get(loss)
-        if metrics is None:
-            metrics = []
-        elif isinstance(metrics, (str, metrics_module.Metric)):
-            metrics = [metrics]
-        elif not isinstance(metrics, (list, tuple)):
-            raise TypeError(f"Expected a list of metrics. Received: metrics={metrics!r:.100}")
-        for spec in metrics:
-            if isinstance(spec, str) and spec.lower() not in ("accuracy", "acc"):
-                metrics_module.get(spec)  # validates the name now, not at fit time
-            elif not isinstance(spec, (str, metrics_module.Metric)):
-                raise TypeError(f"Expected metric names or objects. Received: {spec!r:.100}")
-        self.optimizer, self.loss, self._metric_specs = optimizer, loss, list(metrics)
-        self._metrics = []
+        objectives = Objectives(loss, loss_weights, metrics, self._output_names())
+        self.optimizer, self._objectives = optimizer, objectives
         self.compiled = True
         if self.built:
             self._resolve_metrics()
             self.optimizer.build(self.weights)
 
+    @property
+    def loss(self):
+        """The loss (one output), or the list of losses per output; None before compile."""
+        if self._objectives is None:
+            return None
+        single = self._objectives.single_loss
+        return single if single is not None else list(self._objectives.losses)
+
+    @property
+    def _metric_specs(self) -> list:
+        """The metrics as given to compile, for a one-output model."""
+        return [] if self._objectives is None else self._objectives.metric_specs[0]
+
+    @property
+    def _metrics(self) -> list[metrics_module.Metric]:
+        """Everything with a running total (per-output losses, then metrics), in log order."""
+        return [] if self._objectives is None else self._objectives.states
+
     def _resolve_metrics(self) -> None:
-        if len(self._metrics) != len(self._metric_specs):
-            self._metrics = [
-                metrics_module.resolve(spec, self.loss, self.output_shape)
-                for spec in self._metric_specs
-            ]
+        if self._objectives is not None:
+            self._objectives.resolve(self._output_shapes())
 
     @property
     def metrics_names(self) -> list[str]:
-        return ["loss", *(m.name for m in self._metrics)]
+        return ["loss"] if self._objectives is None else list(self._objectives.log_names)
 
     def _require_compiled(self, method: str) -> None:
         if not self.compiled:
@@ -114,83 +122,58 @@ class Trainer:
             )
 
     def _on_structure_change(self) -> None:
-        self._stack = [layer for layer in self._layers if not isinstance(layer, InputLayer)]
-        self._plan_cache.clear()
-        self._metrics = []
-        if self.compiled and self.built:
-            self._resolve_metrics()
+        self._forget_plan()
+        if self._objectives is not None:
+            self._objectives.unresolve()
+            if self.built:
+                self._resolve_metrics()
 
     # --- the step -------------------------------------------------------------------
-    def _plan(self, start: int) -> tuple:
-        """(layers, lowest trainable index or None, trainable params, fused loss) for
-        training the layers from ``start`` up; cached on the trainable flags."""
-        layers = self._stack
-        flags = tuple(layer._trainable for layer in layers)
-        key = (start, flags, id(self.loss))
-        plan = self._plan_cache.get(key)
-        if plan is None:
-            lowest = next(
-                (
-                    i
-                    for i in range(start, len(layers))
-                    if layers[i]._trainable and layers[i]._parameters
-                ),
-                None,
-            )
-            params = tuple(
-                p for layer in layers[start:] if layer._trainable for p in layer._parameters
-            )
-            last = layers[-1]
-            activation = getattr(last, "activation", None)
-            fused = self.loss.fused_with(activation.name) if activation is not None else None
-            plan = (lowest, params, fused)
-            if len(self._plan_cache) > 32:
-                self._plan_cache.clear()
-            self._plan_cache[key] = plan
-        return plan
+    def _train_pass(self, sources: tuple[int, ...] | None = None):
+        """The training pass from ``sources`` (the inputs, or the frozen-output cache's
+        slots) for the trainable flags of now."""
+        return self._get_plan().get_pass(sources, self._objectives.losses)
 
-    def _forward_train(self, xb: np.ndarray, start: int, fused) -> tuple[np.ndarray, list]:
-        layers = self._stack
-        backs = [None] * len(layers)
-        h = xb
-        last = len(layers) - 1
-        for i in range(start, last):
-            h, backs[i] = layers[i].forward(h, True)
-        if fused is not None:
-            out, backs[last] = layers[last].forward(h, True, logits=True)
-        else:
-            out, backs[last] = layers[last].forward(h, True)
-        return out, backs
+    def _metric_outputs(self, step, outs: list) -> list:
+        """The outputs the metrics read: a fused output's activation applied."""
+        plan = self._get_plan()
+        wanted = self._objectives.wants_outputs
+        return [
+            plan.producer[plan.outputs[i]].layer.activation(out)
+            if step.fused[i] is not None and i in wanted
+            else out
+            for i, out in enumerate(outs)
+        ]
 
-    def _step(self, xb, yb, start: int = 0, update: bool = True, scale: float | None = None):
-        """One training step; returns (loss value, predictions for metrics).
+    def _step(self, sources, arrays, ys, update: bool = True, scale: float | None = None):
+        """One training step; returns (loss value, each output's loss, outputs for metrics).
 
         ``scale`` multiplies the gradient of the loss (not its value): a rank holding
         ``n`` rows of a global batch of ``N`` passes ``n / N``, so that the gradients
         summed over the ranks are those of the mean over the global batch.
         """
-        lowest, params, fused = self._plan(start)
-        out, backs = self._forward_train(xb, start, fused)
-        loss = fused if fused is not None else self.loss
-        value, grad = loss.value_and_grad(yb, out)
-        if lowest is not None:
-            if scale is not None:
-                grad *= scale  # a fresh array of the loss: safe to scale in place
-            g = grad
-            for i in range(len(backs) - 1, lowest - 1, -1):
-                g = backs[i](g, i > lowest)
+        plan = self._get_plan()
+        step = plan.get_pass(sources, self._objectives.losses)
+        backs: list = [None] * len(step.forward)
+        values = plan.run_forward(step, arrays, True, backs)
+        outs = [values[slot] for slot in plan.outputs]
+        total, per_output, grads = self._objectives.values_and_grads(
+            ys, outs, step.fused, need_grad=step.trains, scale=scale
+        )
+        if step.trains:
+            plan.run_backward(step, backs, grads)
             if update:
-                self.optimizer.apply(params)
-        if fused is not None and self._metrics:
-            out = self._stack[-1].activation(out)
-        return value, out
+                self.optimizer.apply(step.params)
+        if self._objectives.metrics:
+            outs = self._metric_outputs(step, outs)
+        return total, per_output, outs
 
-    def _reduce_and_apply(self, strategy: distributed.MPI, start: int, rows: int) -> None:
+    def _reduce_and_apply(self, strategy: distributed.MPI, sources, rows: int) -> None:
         """The distributed half of a step: sums the gradients of every rank's shard with
         one Allreduce, then applies the same update on every rank. A rank without rows
         in this batch (``rows == 0``) contributes zeros."""
-        lowest, params, _ = self._plan(start)
-        if lowest is None:  # nothing trainable: the same on every rank, so no collective
+        params = self._train_pass(sources).params
+        if not params:  # nothing trainable: the same on every rank, so no collective
             return
         buffers = self._grad_buffers(params)
         for grads in buffers:
@@ -210,7 +193,7 @@ class Trainer:
             lo = min(p.offset for p in params)
             hi = max(p.offset + p.size for p in params)
             buffers = (arena.grads[lo:hi],)
-        else:  # not packed in one arena: one call per weight (never the case in Sequential)
+        else:  # not packed in one arena (layers shared with another model): one per weight
             buffers = tuple(p.grad for p in params)
         if len(self._grad_spans) > 16:
             self._grad_spans.clear()
@@ -233,31 +216,44 @@ class Trainer:
         finally:
             self.distribute = previous
 
-    def _prepare_x(self, x, argument: str = "x") -> np.ndarray:
+    def _prepare_x(self, x, argument: str = "x") -> list[np.ndarray]:
+        """The inputs as a list of validated arrays (one per model input); an unbuilt
+        model is built for their shape."""
         if not self.built:
-            array = as_inputs(x, argument)
-            self.build((None, *array.shape[1:]))
-            return array
-        return as_inputs(x, argument, self.input_shape)
+            return self._build_from_data(x, argument)
+        return as_input_list(x, self._input_names(), self._input_shapes(), argument)
 
-    def _prepare_xy(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+    def _build_from_data(self, x, argument: str) -> list[np.ndarray]:
+        """Builds the model for the shape of the first data it sees (a stack)."""
+        arrays = as_input_list(x, self._input_names(), None, argument)
+        self.build((None, *arrays[0].shape[1:]))
+        return arrays
+
+    def _prepare_y(self, y, xs: list[np.ndarray], argument: str = "y", x_argument: str = "x"):
+        objectives = self._objectives
+        return as_target_list(
+            y,
+            self._output_names(),
+            objectives.losses,
+            self._output_shapes(),
+            argument,
+            (xs[0], x_argument),
+        )
+
+    def _prepare_xy(self, x, y) -> tuple[list[np.ndarray], list]:
         """Validates x and y; a model built here is unbuilt again if they are refused."""
         if y is None:
             raise TypeError("Expected targets y. Received: y=None")
         was_built = self.built
-        x = self._prepare_x(x)
+        xs = self._prepare_x(x)
         try:
-            # Lengths first: cheap, and it spares scanning a huge y that cannot fit anyway.
-            if (isinstance(y, np.ndarray) and y.ndim > 0) or isinstance(y, (list, tuple)):
-                check_same_length(x, y)
-            y = self.loss.check_targets(y, self.output_shape)
-            check_same_length(x, y)
+            ys = self._prepare_y(y, xs)
         except BaseException:
             if not was_built:
                 self.unbuild()
             raise
         self._resolve_metrics()
-        return x, y
+        return xs, ys
 
     def fit(
         self,
@@ -328,22 +324,30 @@ class Trainer:
             if validation_data is not None:
                 if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                     raise ValueError("Expected validation_data=(x_val, y_val).")
-                x_val = as_inputs(validation_data[0], "validation_data[0]", self.input_shape)
-                y_val = self.loss.check_targets(
-                    validation_data[1], self.output_shape, "validation_data[1]"
+                x_val = as_input_list(
+                    validation_data[0],
+                    self._input_names(),
+                    self._input_shapes(),
+                    "validation_data[0]",
                 )
-                check_same_length(x_val, y_val, "validation_data[0]", "validation_data[1]")
+                y_val = self._prepare_y(
+                    validation_data[1], x_val, "validation_data[1]", "validation_data[0]"
+                )
             elif validation_split:
-                split = int(len(x) * (1.0 - validation_split))
-                if split <= 0 or split >= len(x):
+                n = data.rows(x)
+                split = int(n * (1.0 - validation_split))
+                if split <= 0 or split >= n:
                     raise ValueError(
                         f"validation_split={validation_split} leaves no training or no validation "
-                        f"samples out of {len(x)}."
+                        f"samples out of {n}."
                     )
-                x, x_val, y, y_val = x[:split], x[split:], y[:split], y[split:]
+                x, x_val = [a[:split] for a in x], [a[split:] for a in x]
+                y, y_val = _split(y, 0, split), _split(y, split, n)
+            self._pack()
             self.optimizer.build(self.weights)
+            samples = data.rows(x)
 
-            steps = math.ceil(len(x) / batch_size)
+            steps = math.ceil(samples / batch_size)
             history = History()
             callback_list = CallbackList(
                 [*(callbacks or []), history],
@@ -352,15 +356,15 @@ class Trainer:
             )
             if verbose == 1 and not _interactive():
                 verbose = 2  # a progress bar needs a terminal: Keras's per-epoch lines
-            self._fit_signature = (len(x), batch_size, bool(shuffle))
+            self._fit_signature = (samples, batch_size, bool(shuffle))
             if strategy is not None:
                 # Ranks that disagree here would make different numbers of collective calls.
                 strategy.check_same(
                     "fit",
-                    samples=len(x),
-                    sample_shape=x.shape[1:],
-                    target_shape=y.shape[1:],
-                    validation_samples=None if x_val is None else len(x_val),
+                    samples=samples,
+                    sample_shape=_shapes(x),
+                    target_shape=_shapes(y),
+                    validation_samples=None if x_val is None else data.rows(x_val),
                     batch_size=batch_size,
                     epochs=epochs,
                     initial_epoch=initial_epoch,
@@ -433,11 +437,12 @@ class Trainer:
                         strategy,
                     )
                 if x_val is not None:
-                    val_start, val_features = cache.validation_inputs()
+                    val_sources, val_features = cache.validation_inputs()
                     val_logs = self._evaluate_arrays(
-                        val_features, y_val, batch_size, val_start, strategy, callback_list
+                        val_sources, val_features, y_val, batch_size, strategy, callback_list
                     )
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                logs = keras_order(logs, len(self._output_names()) > 1)
                 self._epochs_done += 1
                 self._last_epoch = epoch
                 callback_list.on_epoch_end(epoch, logs)
@@ -467,13 +472,13 @@ class Trainer:
         epochs,
         strategy: distributed.MPI | None = None,
     ) -> dict[str, float]:
-        n = len(x)
+        n = data.rows(x)
         # The generator's state before this epoch's permutation: a mid-epoch backup
         # stores it, so that the resumed epoch draws the same order again.
         epoch_rng = rng_state(self._shuffle_rng)
         order = self._shuffle_rng.permutation(n) if shuffle else None
-        for metric in self._metrics:
-            metric.reset_state()
+        objectives = self._objectives
+        objectives.reset()
         total_loss, seen = 0.0, 0
         steps = math.ceil(n / batch_size)
         first_step = 0
@@ -505,50 +510,33 @@ class Trainer:
         # the bar shows the summed ones at the end of the epoch rather than reduce them
         # at every step (ranks must make the same collective calls; timers differ).
         live_postfix = verbose == 1 and (strategy is None or wants_batch)
-        x_buffers: dict[int, np.ndarray] = {}
-        y_buffers: dict[int, np.ndarray] = {}
+        batches = _BatchGatherer(y)
         logs: dict[str, float] = {}
         try:
             for step in range(first_step, steps):
                 if wants_batch:  # first: a callback may change what the cache depends on
                     callback_list.on_train_batch_begin(step, {})
-                start_layer, features = cache.training_inputs()
+                sources, features = cache.training_inputs()
                 lo, hi = step * batch_size, min(n, (step + 1) * batch_size)
                 batch_rows = hi - lo
                 if strategy is not None:  # this rank's share of the global batch
                     first, last = strategy.shard(batch_rows)
                     lo, hi = lo + first, lo + last
                 rows = hi - lo
-                if order is None:
-                    xb, yb = features[lo:hi], y[lo:hi]
-                else:
-                    idx = order[lo:hi]
-                    xb = x_buffers.get((rows, features.shape[1:], id(features)))
-                    if xb is None:
-                        x_buffers.clear()
-                        xb = x_buffers[(rows, features.shape[1:], id(features))] = np.empty(
-                            (rows, *features.shape[1:]), features.dtype
-                        )
-                        y_buffers[rows] = np.empty((rows, *y.shape[1:]), y.dtype)
-                    yb = y_buffers[rows]
-                    # mode="clip" (the indices are a permutation, always in range) spares
-                    # numpy a copy of out= that mode="raise" makes: ~25% of the gather.
-                    np.take(features, idx, axis=0, out=xb, mode="clip")
-                    np.take(y, idx, axis=0, out=yb, mode="clip")
+                xb, yb = batches.take(features, order, lo, hi)
                 if strategy is None:
-                    value, out = self._step(xb, yb, start_layer)
+                    value, per_output, out = self._step(sources, xb, yb)
                 else:
                     value = 0.0
                     if rows:
-                        value, out = self._step(
-                            xb, yb, start_layer, update=False, scale=rows / batch_rows
+                        value, per_output, out = self._step(
+                            sources, xb, yb, update=False, scale=rows / batch_rows
                         )
-                    self._reduce_and_apply(strategy, start_layer, rows)
+                    self._reduce_and_apply(strategy, sources, rows)
                 total_loss += value * rows
                 seen += rows
-                if rows:
-                    for metric in self._metrics:
-                        metric.update_state(yb, out)
+                if rows and objectives.states:
+                    objectives.update(yb, out, per_output, rows)
                 progress.steps_done, progress.loss_total, progress.seen = (
                     step + 1,
                     total_loss,
@@ -596,19 +584,21 @@ class Trainer:
         """The mean loss and the metrics so far; with ``strategy``, of all ranks together:
         one Allreduce of (loss x rows, rows, each metric's total and count). ``keep``
         leaves the summed totals in the metrics (at the end of an epoch)."""
+        states = self._metrics
+        names = self.metrics_names[1:]
         if strategy is None:
             logs = {"loss": total_loss / max(seen, 1)}
-            for metric in self._metrics:
-                logs[metric.name] = metric.result()
+            for name, metric in zip(names, states):
+                logs[name] = metric.result()
             return logs
-        local = [(m._total, m._count) for m in self._metrics]
+        local = [(m._total, m._count) for m in states]
         sums = strategy.sum(
             np.array([total_loss, seen, *(v for pair in local for v in pair)], np.float64)
         )
         logs = {"loss": float(sums[0]) / max(float(sums[1]), 1.0)}
-        for i, metric in enumerate(self._metrics):
+        for i, (name, metric) in enumerate(zip(names, states)):
             metric._total, metric._count = float(sums[2 + 2 * i]), int(sums[3 + 2 * i])
-            logs[metric.name] = metric.result()
+            logs[name] = metric.result()
             if not keep:
                 metric._total, metric._count = local[i]
         return logs
@@ -641,61 +631,55 @@ class Trainer:
             x, y = self._prepare_xy(x, y)
             if strategy is not None:
                 strategy.check_same(
-                    "evaluate", samples=len(x), sample_shape=x.shape[1:], batch=batch_size
+                    "evaluate", samples=data.rows(x), sample_shape=_shapes(x), batch=batch_size
                 )
             callback_list = CallbackList(
-                callbacks, self, {"steps": math.ceil(len(x) / batch_size), "verbose": 0}
+                callbacks, self, {"steps": math.ceil(data.rows(x) / batch_size), "verbose": 0}
             )
-            logs = self._evaluate_arrays(x, y, batch_size, 0, strategy, callback_list)
+            logs = self._evaluate_arrays(None, x, y, batch_size, strategy, callback_list)
         if return_dict:
-            return logs
+            return keras_order(logs, len(self._output_names()) > 1)
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
     def _evaluate_arrays(
         self,
-        x,
-        y,
+        sources: tuple[int, ...] | None,
+        x: list[np.ndarray],
+        y: list,
         batch_size: int,
-        start: int,
         strategy: distributed.MPI | None = None,
         callback_list: CallbackList | None = None,
     ) -> dict[str, float]:
-        _, _, fused = self._plan(start)
-        loss = fused if fused is not None else self.loss
-        layers = self._stack
-        last = layers[-1]
-        for metric in self._metrics:
-            metric.reset_state()
+        """The loss and metrics of ``x`` (arrays for the slots ``sources``, the model
+        inputs by default) against ``y``, in batches, in inference mode."""
+        plan = self._get_plan()
+        objectives = self._objectives
+        step = plan.get_pass(sources, objectives.losses)
+        objectives.reset()
         if strategy is not None:  # this rank's contiguous share
-            first, stop = strategy.shard(len(x))
-            x, y = x[first:stop], y[first:stop]
+            first, stop = strategy.shard(data.rows(x))
+            x, y = [a[first:stop] for a in x], _split(y, first, stop)
+        n = data.rows(x)
         hooks = callback_list is not None and callback_list.wants_test_batch_hooks
         if callback_list is not None:
             callback_list.on_test_begin({})
         total = 0.0
-        for step, lo in enumerate(range(0, len(x), batch_size)):
+        for index, lo in enumerate(range(0, n, batch_size)):
             if hooks:
-                callback_list.on_test_batch_begin(step, {})
-            h = x[lo : lo + batch_size]
-            for layer in layers[start:-1]:
-                h, _ = layer.forward(h, False)
-            if fused is not None:
-                out, _ = last.forward(h, False, logits=True)
-            else:
-                out, _ = last.forward(h, False)
-            yb = y[lo : lo + batch_size]
-            value, _ = loss.value_and_grad(yb, out, need_grad=False)
-            total += value * len(h)
-            if self._metrics:
-                if fused is not None:
-                    out = last.activation(out)
-                for metric in self._metrics:
-                    metric.update_state(yb, out)
+                callback_list.on_test_batch_begin(index, {})
+            hi = min(n, lo + batch_size)
+            values = plan.run_forward(step, [a[lo:hi] for a in x], False)
+            outs = [values[slot] for slot in plan.outputs]
+            yb = _split(y, lo, hi)
+            value, per_output, _ = objectives.values_and_grads(yb, outs, step.fused, False)
+            total += value * (hi - lo)
+            if objectives.states:
+                objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo)
             if hooks:
                 # This rank's running figures: batch hooks make no collective calls.
-                callback_list.on_test_batch_end(step, self._logs(total, lo + len(h)))
-        logs = self._logs(total, len(x), strategy, keep=True)
+                callback_list.on_test_batch_end(index, self._logs(total, hi))
+        logs = self._logs(total, n, strategy, keep=True)
         if callback_list is not None:
             callback_list.on_test_end(dict(logs))
         return logs
@@ -706,8 +690,10 @@ class Trainer:
         batch_size: int | None = None,
         verbose: str | int = 0,
         callbacks: list | None = None,
-    ) -> np.ndarray:
-        """Returns the model's outputs for ``x`` (a new float array). Dropout is inactive.
+    ):
+        """Returns the model's outputs for ``x`` (new float arrays): one array for a
+        model with one output, else a list in output order (a dict for a model whose
+        outputs were given as a dict). Dropout is inactive.
 
         ``callbacks`` receive ``on_predict_begin``, ``on_predict_batch_begin/end`` (with
         ``{"outputs": batch outputs}``) and ``on_predict_end``, as in Keras.
@@ -715,54 +701,69 @@ class Trainer:
         batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
         x = self._prepare_x(x)
+        plan = self._get_plan()
         if callbacks is None:
-            return self.forward_range(x, 0, len(self._stack), batch_size, verbose)
-        callback_list = CallbackList(
-            callbacks, self, {"steps": math.ceil(len(x) / batch_size), "verbose": verbose}
-        )
-        callback_list.on_predict_begin({})
-        result = self.forward_range(x, 0, len(self._stack), batch_size, verbose, callback_list)
-        callback_list.on_predict_end({})
-        return result
+            results = self.forward_slots(x, plan.inputs, plan.outputs, batch_size, verbose)
+        else:
+            callback_list = CallbackList(
+                callbacks, self, {"steps": math.ceil(data.rows(x) / batch_size), "verbose": verbose}
+            )
+            callback_list.on_predict_begin({})
+            results = self.forward_slots(
+                x, plan.inputs, plan.outputs, batch_size, verbose, callback_list
+            )
+            callback_list.on_predict_end({})
+        return self._structure_outputs(results)
 
-    def forward_range(
+    def forward_slots(
         self,
-        x: np.ndarray,
-        start: int,
-        stop: int,
+        x: list[np.ndarray],
+        sources: tuple[int, ...],
+        wanted: tuple[int, ...],
         batch_size: int,
         verbose: int = 0,
         callback_list: CallbackList | None = None,
-    ) -> np.ndarray:
-        """Outputs of layers ``start:stop`` (of the layers without the InputLayer) for
-        validated inputs, in batches, into one new array."""
-        layers = self._stack[start:stop]
-        shape = self.input_shape if start == 0 else layers[0].input_shape
-        out_shape = layers[-1].output_shape if layers else shape
-        result = np.empty((len(x), *out_shape[1:]), dtype=x.dtype)
+    ) -> list[np.ndarray]:
+        """The values of the plan's slots ``wanted`` computed from validated arrays for
+        the slots ``sources``, in batches, in inference mode, each into one new array."""
+        plan = self._get_plan()
+        step = plan.get_pass(sources, None, wanted)
+        n = data.rows(x)
+        results: list[np.ndarray | None] = [None] * len(wanted)
         hooks = callback_list is not None and callback_list.wants_predict_batch_hooks
-        starts = range(0, len(x), batch_size)
+        starts = range(0, n, batch_size)
         bar = tqdm(starts, disable=verbose != 1, unit="step", desc="predict")
-        for step, lo in enumerate(bar):
+        for index, lo in enumerate(bar):
             if hooks:
-                callback_list.on_predict_batch_begin(step, {})
-            h = x[lo : lo + batch_size]
-            for layer in layers:
-                h, _ = layer.forward(h, False)
-            result[lo : lo + len(h)] = h
+                callback_list.on_predict_batch_begin(index, {})
+            hi = min(n, lo + batch_size)
+            values = plan.run_forward(step, [a[lo:hi] for a in x], False)
+            for i, slot in enumerate(wanted):
+                value = values[slot]
+                if results[i] is None:
+                    results[i] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
+                results[i][lo:hi] = value
             if hooks:
-                callback_list.on_predict_batch_end(step, {"outputs": result[lo : lo + len(h)]})
-        return result
+                outputs = [r[lo:hi] for r in results]
+                callback_list.on_predict_batch_end(
+                    index, {"outputs": self._structure_outputs(outputs)}
+                )
+        return results
 
-    def __call__(self, x, training: bool = False) -> np.ndarray:
-        """Computes the model on ``x`` in one batch (Dropout active if ``training``)."""
+    def __call__(self, x, training: bool = False):
+        """Computes the model on ``x`` in one batch (Dropout active if ``training``);
+        on symbolic tensors, records the model as one call in a graph (a model used as
+        a layer)."""
+        from .node import is_symbolic
+
+        if is_symbolic(x) or (isinstance(x, dict) and any(map(is_symbolic, x.values()))):
+            return self._call_symbolic(x)
         x = self._prepare_x(x)
-        h = x
-        for layer in self._stack:
-            h, _ = layer.forward(h, training)
-        return np.array(h, copy=True)
+        plan = self._get_plan()
+        values = plan.run_forward(plan.get_pass(), x, training)
+        return self._structure_outputs([np.array(values[s], copy=True) for s in plan.outputs])
 
-    def predict_on_batch(self, x) -> np.ndarray:
+    def predict_on_batch(self, x):
         """Returns predictions for one batch."""
         return self(x)
 
@@ -770,21 +771,21 @@ class Trainer:
         """Runs one training step on one batch; returns its loss (and metrics)."""
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y)
+        self._pack()
         self.optimizer.build(self.weights)
-        value, out = self._step(x, y)
-        return self._batch_result(value, y, out, return_dict)
+        value, per_output, out = self._step(None, x, y)
+        return self._batch_result(value, per_output, y, out, return_dict, data.rows(x))
 
     def test_on_batch(self, x, y, return_dict: bool = False):
         """Returns the loss (and metrics) of one batch without training."""
         self._require_compiled("test_on_batch")
         x, y = self._prepare_xy(x, y)
-        logs = self._evaluate_arrays(x, y, len(x), 0)
+        logs = self._evaluate_arrays(None, x, y, data.rows(x))
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
-    def _batch_result(self, value, y, out, return_dict):
-        for metric in self._metrics:
-            metric.reset_state()
-            metric.update_state(y, out)
+    def _batch_result(self, value, per_output, y, out, return_dict, batch_rows):
+        self._objectives.reset()
+        self._objectives.update(y, out, per_output, batch_rows)
         logs = self._logs(value, 1)
         if return_dict:
             return logs
@@ -800,9 +801,10 @@ class Trainer:
         """
         self._require_compiled("compute_gradients")
         x, y = self._prepare_xy(x, y)
+        self._pack()
         self.optimizer.build(self.weights)
-        _, params, _ = self._plan(0)
-        value, _ = self._step(x, y, update=False)
+        params = self._train_pass().params
+        value, _, _ = self._step(None, x, y, update=False)
         return value, [(p.grad.copy(), p) for p in params]
 
     def reset_metrics(self) -> None:
@@ -847,7 +849,7 @@ class Trainer:
                 "learning_rate": rate if isinstance(rate, float) else None,
                 "loss_total": loss_total,
                 "seen": seen,
-                "metric_names": [m.name for m in self._metrics],
+                "metric_names": self.metrics_names[1:],
                 "metrics": metrics,
             }
             if rank_states is not None:  # distributed: every rank's random layers
@@ -884,7 +886,7 @@ class Trainer:
                 f"{(samples, batch_size, shuffle)}. Pass the interrupted run's data and "
                 "arguments, or delete the backup."
             )
-        names = [m.name for m in self._metrics]
+        names = self.metrics_names[1:]
         if resume["metric_names"] != names:
             raise ValueError(
                 f"Cannot resume inside epoch {resume['epoch'] + 1}: the backup holds the "
@@ -902,18 +904,24 @@ class Trainer:
                 UserWarning,
                 stacklevel=4,
             )
-        expected = self.loss.probability_activation
-        last = self._stack[-1] if self._stack else None
-        activation = getattr(getattr(last, "activation", None), "name", None)
-        if self.loss.expects_probabilities and activation not in (None, expected):
-            warnings.warn(
-                f"The loss {type(self.loss).__name__} expects probabilities, but the last "
-                f"layer of model {self.name!r} ({last.name!r}) has activation "
-                f"{activation!r}, not {expected!r}. If the model outputs logits, pass "
-                "from_logits=True to the loss.",
-                UserWarning,
-                stacklevel=4,
-            )
+        plan = self._get_plan()
+        for name, loss, slot in zip(self._output_names(), self._objectives.losses, plan.outputs):
+            if loss is None or not loss.expects_probabilities:
+                continue
+            last = plan.producer.get(slot)
+            layer = None if last is None else last.layer
+            activation = getattr(getattr(layer, "activation", None), "name", None)
+            expected = loss.probability_activation
+            if activation not in (None, expected):
+                where = "" if len(plan.outputs) == 1 else f" (output {name!r})"
+                warnings.warn(
+                    f"The loss {type(loss).__name__}{where} expects probabilities, but the "
+                    f"last layer of model {self.name!r} ({layer.name!r}) has activation "
+                    f"{activation!r}, not {expected!r}. If the model outputs logits, pass "
+                    "from_logits=True to the loss.",
+                    UserWarning,
+                    stacklevel=4,
+                )
 
 
 class _EpochProgress:
@@ -953,3 +961,44 @@ def epoch_line(steps: int, seconds: float, logs: dict[str, float]) -> str:
         f"{k}: {v:.4f}" if abs(v) > 1e-3 else f"{k}: {v:.4e}" for k, v in logs.items()
     )
     return f"{steps}/{steps} - {seconds:.0f}s - {rate}" + (f" - {values}" if values else "")
+
+
+def _split(arrays: list, lo: int, hi: int) -> list:
+    """Rows ``lo:hi`` of each array (None stays None)."""
+    return [None if a is None else a[lo:hi] for a in arrays]
+
+
+def _shapes(arrays: list) -> list:
+    return [None if a is None else tuple(a.shape[1:]) for a in arrays]
+
+
+class _BatchGatherer:
+    """Gathers the rows of a batch into reused buffers: one per input (or cached
+    feature) array and one per target, reallocated only when the batch size changes."""
+
+    def __init__(self, targets: list) -> None:
+        self.targets = targets
+        self._features: list | None = None  # the list the buffers were made for
+        self._rows = -1
+        self._x: list[np.ndarray] = []
+        self._y: list = []
+
+    def take(self, features: list[np.ndarray], order, lo: int, hi: int) -> tuple[list, list]:
+        if order is None:
+            return [a[lo:hi] for a in features], _split(self.targets, lo, hi)
+        n = hi - lo
+        if features is not self._features or n != self._rows:
+            self._features, self._rows = features, n
+            self._x = [np.empty((n, *a.shape[1:]), a.dtype) for a in features]
+            self._y = [
+                None if t is None else np.empty((n, *t.shape[1:]), t.dtype) for t in self.targets
+            ]
+        idx = order[lo:hi]
+        # mode="clip" (the indices are a permutation, always in range) spares numpy a
+        # copy of out= that mode="raise" makes: ~25% of the gather.
+        for a, out in zip(features, self._x):
+            np.take(a, idx, axis=0, out=out, mode="clip")
+        for t, out in zip(self.targets, self._y):
+            if t is not None:
+                np.take(t, idx, axis=0, out=out, mode="clip")
+        return self._x, self._y

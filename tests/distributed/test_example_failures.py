@@ -159,9 +159,7 @@ def test_example_failure_after_fit_on_rank_0_ends_every_rank(run_mpi_script, tmp
     assert launch.seconds < TIMEOUT * 2 / 3
 
 
-def test_example_refuses_a_folder_as_out_on_every_rank_before_training(
-    run_mpi_script, tmp_path
-):
+def test_example_refuses_a_folder_as_out_on_every_rank_before_training(run_mpi_script, tmp_path):
     example = os.path.join(EXAMPLES, "mnist_mlp.py")
     folder = tmp_path / "existing"
     folder.mkdir()
@@ -170,8 +168,7 @@ def test_example_refuses_a_folder_as_out_on_every_rank_before_training(
     )
     assert launch.returncode == 2
     message = (
-        "error: --out: expected a file to write, got an existing folder. "
-        f"Received: {str(folder)!r}"
+        f"error: --out: expected a file to write, got an existing folder. Received: {str(folder)!r}"
     )
     assert launch.stderr.count(message) == 2  # each rank says it and stops
     assert "Epoch 1/1" not in launch.stdout  # before training

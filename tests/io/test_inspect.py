@@ -282,6 +282,9 @@ def test_inspect_function_takes_bytes_and_pathlike_paths(tmp_path):
 def test_inspect_function_refuses_a_non_path_with_a_clear_type_error():
     from layerkit.__main__ import inspect as describe
 
-    with pytest.raises(TypeError, match=r"Expected path to be a str, bytes or os\.PathLike\. "
-                       r"Received: path=3 of type int"):
+    with pytest.raises(
+        TypeError,
+        match=r"Expected path to be a str, bytes or os\.PathLike\. "
+        r"Received: path=3 of type int",
+    ):
         describe(3)

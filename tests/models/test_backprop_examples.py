@@ -71,7 +71,7 @@ def test_softmax_categorical_crossentropy_fused_gradients(
 ):
     model = _three_layers(3, "softmax")
     model.compile(optimizer="sgd", loss="categorical_crossentropy")
-    fused = model._plan(0)[2]
+    fused = model._train_pass().fused[0]
     assert fused is not None
     assert fused.from_logits
     x = rng.normal(size=(6, 4))
@@ -84,7 +84,7 @@ def test_softmax_sparse_categorical_crossentropy_fused_gradients(
 ):
     model = _three_layers(3, "softmax")
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
-    assert model._plan(0)[2] is not None
+    assert model._train_pass().fused[0] is not None
     x = rng.normal(size=(6, 4))
     y = rng.integers(0, 3, size=6)
     _check_model_gradients(model, x, y, numeric_grad)
@@ -93,7 +93,7 @@ def test_softmax_sparse_categorical_crossentropy_fused_gradients(
 def test_sigmoid_binary_crossentropy_fused_gradients(float64, fresh_session, rng, numeric_grad):
     model = _three_layers(1, "sigmoid")
     model.compile(optimizer="sgd", loss="binary_crossentropy")
-    assert model._plan(0)[2] is not None
+    assert model._train_pass().fused[0] is not None
     x = rng.normal(size=(6, 4))
     y = rng.integers(0, 2, size=(6, 1))
     _check_model_gradients(model, x, y, numeric_grad)
@@ -102,7 +102,7 @@ def test_sigmoid_binary_crossentropy_fused_gradients(float64, fresh_session, rng
 def test_logits_output_gradients(float64, fresh_session, rng, numeric_grad):
     model = _three_layers(3, "linear")
     model.compile(optimizer="sgd", loss=lk.losses.SparseCategoricalCrossentropy(from_logits=True))
-    assert model._plan(0)[2] is None
+    assert model._train_pass().fused[0] is None
     x = rng.normal(size=(6, 4))
     y = rng.integers(0, 3, size=6)
     _check_model_gradients(model, x, y, numeric_grad)

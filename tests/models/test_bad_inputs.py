@@ -225,7 +225,7 @@ def test_string_labels(model, data):
 
 def test_none_inputs(model, data):
     _, y = data
-    _assert_rejected(model, TypeError, ["x=None"], model.fit, None, y, verbose=0)
+    _assert_rejected(model, TypeError, ["x", "None"], model.fit, None, y, verbose=0)
     _assert_rejected(model, TypeError, ["y=None"], model.fit, data[0], None, verbose=0)
 
 

@@ -80,9 +80,10 @@ def caches(monkeypatch):
             created.append(self)
 
         def training_inputs(self):
-            start, features = super().training_inputs()
-            self.starts.append(start)
-            return start, features
+            # In a stack, the cache's one slot is the index of the first layer to run.
+            sources, features = super().training_inputs()
+            self.starts.append(0 if sources is None else sources[0])
+            return sources, features
 
     monkeypatch.setattr(trainer_module, "FrozenOutputCache", Recording)
     return created
