@@ -391,13 +391,11 @@ def _jumped(state: dict[str, Any], rank: int) -> dict[str, Any]:
 
 
 def check_distribute(distribute: Any) -> MPI | None:
-    """Validates a ``distribute=`` argument: None or an :class:`MPI` instance."""
-    if distribute is None or isinstance(distribute, MPI):
-        return distribute
-    raise TypeError(
-        "Expected distribute=None or an lk.distributed.MPI() instance. "
-        f"Received: distribute={distribute!r:.100} of type {type(distribute).__name__}"
-    )
+    """Validates a ``distribute=`` argument: None or a strategy such as :class:`MPI`
+    (the trainer's check; see ``layerkit.models.strategy``)."""
+    from .models.strategy import check_strategy
+
+    return check_strategy(distribute)
 
 
 def is_chief(model) -> bool:

@@ -310,13 +310,42 @@ class Model(Trainer):
             self._on_structure_change()
 
     def _call_symbolic(self, x):
-        """A model called on symbolic tensors: records one call of the model as a layer
-        is not supported yet; composing graphs works through the model's layers."""
-        raise NotImplementedError(
-            f"Calling model {self.name!r} on symbolic tensors (a model used as a layer) is "
-            "not supported yet. Call its layers instead, or build the outer model from "
-            "model.inputs and model.outputs."
-        )
+        """A model called on symbolic tensors, as a layer of another model: its calls are
+        replayed on ``x`` with the same layer objects (the weights stay shared), and the
+        outputs come back in the model's structure."""
+        if not self.built:
+            shapes = [t.shape for t in (x if isinstance(x, (list, tuple)) else [x])]
+            self.build(shapes[0] if len(shapes) == 1 else shapes)
+        return self._inline(x)
+
+    def _inline(self, x):
+        graph = self._graph
+        if isinstance(x, dict):
+            names = self._input_names()
+            missing = [n for n in names if n not in x]
+            if missing:
+                raise ValueError(f"Model {self.name!r} needs inputs {names}; missing {missing}.")
+            given = [x[n] for n in names]
+        else:
+            given = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(given) != len(graph.inputs):
+            raise ValueError(
+                f"Model {self.name!r} takes {len(graph.inputs)} inputs "
+                f"{self._input_names()}. Received: {len(given)} tensors"
+            )
+        mapped = {id(t): g for t, g in zip(graph.inputs, given)}
+        for tensor, value in zip(graph.inputs, given):
+            if tuple(tensor.shape[1:]) != tuple(value.shape[1:]):
+                raise ValueError(
+                    f"Model {self.name!r} expects input {tensor.name} of shape {tensor.shape}. "
+                    f"Received: {value.name} of shape {value.shape}"
+                )
+        for node in graph.nodes:
+            if not node.inputs:
+                continue
+            args = [mapped[id(t)] for t in node.inputs]
+            mapped[id(node.outputs[0])] = node.layer(args if node.listed else args[0])
+        return self._structure_outputs([mapped[id(t)] for t in graph.outputs])
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Layers assigned in a subclass's __init__ are its layers until it is traced.

@@ -31,6 +31,9 @@ class Sequential(Model):
         super().__init__(name=check_name(name) if name is not None else unique_name("sequential"))
         self._input_shape: tuple | None = None
         self._output_shape: tuple | None = None
+        self._chain_nodes: list = []  # the record of the built stack on symbolic tensors
+        self._chain_inputs: list | None = None
+        self._chain_outputs: list | None = None
         for layer in layers or []:
             self.add(layer)
 
@@ -43,6 +46,13 @@ class Sequential(Model):
         """
         if isinstance(layer, SymbolicTensor) and isinstance(layer.node.layer, InputLayer):
             layer = layer.node.layer
+        if isinstance(layer, Model):
+            raise TypeError(
+                f"A model ({layer.name!r}) inside a Sequential is not supported yet. Call it "
+                "on a tensor in a functional model instead: x = lk.layers.Input(shape); "
+                f"y = {layer.name}(x); ... lk.Model(x, outputs); or pass its layers: "
+                "lk.Sequential(base.layers + [...])."
+            )
         if not isinstance(layer, Layer):
             raise TypeError(
                 "Expected a layerkit Layer. "
@@ -136,10 +146,36 @@ class Sequential(Model):
         self._arena = None
         self._pack()
         self.built = True
+        self._record_chain()
         self._on_structure_change()
+
+    def _record_chain(self) -> None:
+        """Records the stack as calls on symbolic tensors, as Keras 3 does, so that
+        ``model.inputs``, ``model.outputs`` and each layer's ``output`` exist (the
+        feature-extractor idiom ``lk.Model(model.inputs, model.layers[-2].output)``).
+        A rebuild replaces the previous record instead of adding to it."""
+        from ..layers.input_layer import Input
+
+        for node in self._chain_nodes:
+            layer = node.layer
+            layer._inbound_nodes = [n for n in layer._inbound_nodes if n is not node]
+            for index, other in enumerate(layer._inbound_nodes):
+                other.index = index
+        first = self._layers[0]
+        tensor = first.output if isinstance(first, InputLayer) else Input(self._input_shape[1:])
+        self._chain_inputs = [tensor]
+        nodes = []
+        for layer in self._stack:
+            tensor = layer._call_symbolic(tensor)
+            nodes.append(tensor.node)
+        self._chain_nodes = nodes
+        self._chain_outputs = [tensor]
 
     def unbuild(self, layers: Iterable[Layer] | None = None) -> None:
         """Returns the model (and ``layers``, all by default) to the unbuilt state."""
+        for node in self._chain_nodes:
+            node.layer._inbound_nodes = [n for n in node.layer._inbound_nodes if n is not node]
+        self._chain_nodes, self._chain_inputs, self._chain_outputs = [], None, None
         for layer in self._layers if layers is None else layers:
             layer.unbuild()
         self.built = False
@@ -191,17 +227,35 @@ class Sequential(Model):
 
     @property
     def inputs(self) -> list[SymbolicTensor]:
-        raise AttributeError(
-            "A Sequential model has no symbolic inputs in layerkit; build a graph with "
-            "lk.layers.Input and lk.Model to reuse tensors."
-        )
+        """The symbolic input of the built stack (``[tensor]``), as Keras 3."""
+        self._require_chain("inputs")
+        return list(self._chain_inputs)
 
     @property
     def outputs(self) -> list[SymbolicTensor]:
-        raise AttributeError(
-            "A Sequential model has no symbolic outputs in layerkit; build a graph with "
-            "lk.layers.Input and lk.Model to reuse tensors."
-        )
+        """The symbolic output of the built stack (``[tensor]``), as Keras 3."""
+        self._require_chain("outputs")
+        return list(self._chain_outputs)
+
+    def _require_chain(self, what: str) -> None:
+        if self._chain_inputs is None:
+            raise AttributeError(
+                f"Sequential model {self.name!r} is not built yet, so it has no {what}: "
+                "start it with lk.layers.Input(shape) or call model.build((None, n))."
+            )
+
+    def _inline(self, tensor):
+        """The stack's layers called on ``tensor`` (a model used as a layer)."""
+        self._require_chain("graph")
+        if isinstance(tensor, (list, tuple)):
+            if len(tensor) != 1:
+                raise TypeError(
+                    f"Sequential model {self.name!r} takes one tensor. Received: {len(tensor)}"
+                )
+            tensor = tensor[0]
+        for layer in self._stack:
+            tensor = layer(tensor)
+        return tensor
 
     # --- description ----------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -35,6 +35,14 @@ CONFIGS = {
     # Batches of 2 on 3 ranks: one rank never has rows; 9 samples leave a batch of 1.
     # Plain SGD: unlike Adam or clipping, it shows any error in the gradient's scale.
     "tiny_batches": dict(n=9, classes=3, batch=2, epochs=2, optimizer="sgd"),
+    # A graph: two inputs through one shared layer, two outputs with loss weights and
+    # per-output metrics, the shared layer frozen and served from the frozen-output
+    # cache at its two outputs (the frontier of the graph).
+    "graph_shared_frozen": dict(
+        n=90, classes=3, batch=16, epochs=3, optimizer="adam", graph=True, freeze="shared"
+    ),
+    # The same graph, everything trained (the shared layer's gradient sums its calls).
+    "graph_shared": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", graph=True),
     # Trained a little alone first; then rank 1 has other automatic layer names and an
     # optimizer state laid out (and counted) differently: fit must start it from rank 0's.
     "skewed_rank_1": dict(n=64, classes=3, batch=16, epochs=2, optimizer="adam", skew=True),
@@ -60,6 +68,23 @@ def build(classes: int | None, dropout: float = 0.0) -> lk.Sequential:
     return lk.Sequential(layers)
 
 
+def build_graph(classes: int) -> lk.Model:
+    """Two inputs, a shared layer, two outputs (classes and a regression)."""
+    a, b = lk.layers.Input((12,), name="a"), lk.layers.Input((12,), name="b")
+    shared = lk.layers.Dense(10, activation="relu", name="shared")
+    merged = lk.layers.concatenate([shared(a), shared(b)])
+    hidden = lk.layers.Dense(8, activation="tanh", name="hidden")(merged)
+    label = lk.layers.Dense(classes, name="label")(hidden)
+    value = lk.layers.Dense(1, name="value")(merged)
+    return lk.Model([a, b], [label, value])
+
+
+def graph_data(x: np.ndarray, y: np.ndarray) -> tuple[list, list]:
+    """Two inputs (x and a transform of it) and two targets (y and a regression)."""
+    other = np.roll(x, 1, axis=1) * 0.5
+    return [x, other], [y, (x[:, :1] - other[:, 1:2]).astype("float32")]
+
+
 def optimizer(name: str) -> lk.optim.Optimizer:
     if name == "sgd_clip":
         return lk.optim.SGD(0.05, momentum=0.9, global_clipnorm=2.5)
@@ -79,14 +104,26 @@ def train(name: str, strategy) -> dict:
     skewed = config.get("skew") and strategy is not None and strategy.rank == 1
     if skewed:
         lk.layers.Dense(3)  # takes an automatic name: this rank's layers are named otherwise
-    model = build(classes)
-    if classes is None:
-        loss, metrics = "mse", ["mae"]
+    if config.get("graph"):
+        model = build_graph(classes)
+        x, y = graph_data(x, y)
+        x_val, y_val = graph_data(x_val, y_val)
+        model.compile(
+            optimizer=optimizer(config["optimizer"]),
+            loss=[lk.losses.SparseCategoricalCrossentropy(from_logits=True), "mse"],
+            loss_weights=[0.7, 0.3],
+            metrics={"label": ["accuracy"], "value": ["mae"]},
+        )
     else:
-        loss, metrics = lk.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"]
-    model.compile(optimizer=optimizer(config["optimizer"]), loss=loss, metrics=metrics)
+        model = build(classes)
+        if classes is None:
+            loss, metrics = "mse", ["mae"]
+        else:
+            loss = lk.losses.SparseCategoricalCrossentropy(from_logits=True)
+            metrics = ["accuracy"]
+        model.compile(optimizer=optimizer(config["optimizer"]), loss=loss, metrics=metrics)
     if config.get("freeze"):
-        model.freeze("hidden1")
+        model.freeze(config["freeze"] if isinstance(config["freeze"], str) else "hidden1")
     if config.get("skew"):
         model.fit(x[:32], y[:32], batch_size=8, verbose=0)  # alone, on every rank
     if skewed:
