@@ -23,3 +23,25 @@ def lookup(table: Mapping[str, Any], name: str, kind: str, argument: str) -> Any
         raise ValueError(
             f"Unknown {kind}: expected one of {sorted(table)}. Received: {argument}={name!r}"
         ) from None
+
+
+_MODEL_CLASSES: dict[str, type] = {}
+
+
+def register_model(name: str):
+    """Class decorator: the model class a stored config called ``name`` is built with
+    (``"Sequential"``, ``"Functional"``). ``io`` builds models through this table, so it
+    never imports ``layerkit.models``."""
+
+    def register(cls: type) -> type:
+        _MODEL_CLASSES[name] = cls
+        return cls
+
+    return register
+
+
+def model_class(name: str) -> type:
+    """The model class registered as ``name``; ValueError otherwise."""
+    if name not in _MODEL_CLASSES:
+        raise ValueError(f"Unknown model class {name!r}: expected one of {sorted(_MODEL_CLASSES)}.")
+    return _MODEL_CLASSES[name]

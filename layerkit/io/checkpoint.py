@@ -45,6 +45,7 @@ from .. import metrics as metrics_module
 from .. import optim
 from ..layers.base import deserialize, layer_class
 from ..random import rng_from_state
+from ..registry import model_class
 from ..version import __version__
 from .atomic import atomic_write
 from .safe_hdf5 import child, hdf5_errors, read_dataset
@@ -508,10 +509,8 @@ def planned_weight_shapes(config: dict, path: str) -> dict[str, dict[str, tuple]
     if not isinstance(layers, list):
         raise FormatError(f"{path}: model_config has no list of layers.")
     if is_graph_config(config):
-        from ..models.functional_config import check_config
-
         try:
-            return check_config(config).weight_shapes
+            return model_class("Functional").planned_weight_shapes(config)
         except (ValueError, TypeError) as error:
             raise FormatError(f"{path}: model_config: {error}") from None
     shape = config.get("build_input_shape")
@@ -547,11 +546,11 @@ def is_graph_config(config: dict) -> bool:
 
 
 def model_from_config(config: dict):
-    """A ``Model`` or ``Sequential`` from a checked ``model.get_config()``."""
-    from ..models.model import Model
-    from ..models.sequential import Sequential
-
-    return (Model if is_graph_config(config) else Sequential).from_config(config)
+    """A ``Model`` or ``Sequential`` from a checked ``model.get_config()``, through the
+    registry of model classes (``io`` does not import ``layerkit.models``)."""
+    return model_class("Functional" if is_graph_config(config) else "Sequential").from_config(
+        config
+    )
 
 
 def _check_against_config(snapshot: Snapshot, path: str) -> None:

@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from ..layers.base import Layer, check_name, register_layer, unique_name
+from ..layers.base import Layer, check_name, unique_name
 from ..layers.input_layer import InputLayer
 from ..parameter import Parameter, check_new_values, pack
 from ..random import make_rng
+from ..registry import register_model
 from .graph import Graph, map_graph
 from .node import SymbolicTensor, is_symbolic
 from .plan import Plan
@@ -544,12 +545,20 @@ class Model(Trainer):
 
         return model_from_config(config)
 
+    @staticmethod
+    def planned_weight_shapes(config: dict[str, Any]) -> dict[str, dict[str, tuple]]:
+        """The weights a stored graph config would create, by layer, without creating
+        them (ValueError for a malformed config): checkpoints check files against it."""
+        from .functional_config import check_config
+
+        return check_config(config).weight_shapes
+
     def __repr__(self) -> str:
         names = [layer.name for layer in self.layers]
         return f"<{type(self).__name__} name={self.name!r} layers={names}>"
 
 
-register_layer(Model)  # "Functional" configs name this class too (see the registry)
+register_model("Functional")(Model)  # stored graph configs are built with it
 
 
 def _snake(name: str) -> str:

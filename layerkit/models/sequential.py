@@ -7,11 +7,13 @@ from typing import Any
 
 from ..layers.base import Layer, check_name, deserialize, serialize, unique_name
 from ..layers.input_layer import InputLayer
+from ..registry import register_model
 from .model import Model
 from .node import SymbolicTensor
 from .plan import Plan
 
 
+@register_model("Sequential")
 class Sequential(Model):
     """A linear stack of layers.
 
