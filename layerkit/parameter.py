@@ -56,14 +56,31 @@ class Parameter:
         arena, offset: where ``value`` and ``grad`` live in a packed arena (``None``, 0 if not).
         version: bumped whenever the value is replaced from outside training
             (``assign``), so caches of frozen-layer outputs know they are stale.
+        statistic: a weight the layer updates itself, never trainable (moving means).
     """
 
-    __slots__ = ("_trainable_source", "arena", "grad", "name", "offset", "value", "version")
+    __slots__ = (
+        "_trainable_source",
+        "arena",
+        "grad",
+        "name",
+        "offset",
+        "statistic",
+        "value",
+        "version",
+    )
 
     def __init__(
-        self, name: str, value: np.ndarray, trainable_source: Callable[[], bool] | None = None
+        self,
+        name: str,
+        value: np.ndarray,
+        trainable_source: Callable[[], bool] | None = None,
+        statistic: bool = False,
     ) -> None:
         self.name = name
+        # A statistic (BatchNormalization's moving mean) is never trained: the layer
+        # updates it itself, and no optimizer keeps state for it.
+        self.statistic = bool(statistic)
         self.value = value
         self.grad = np.zeros_like(value)
         self.arena: Arena | None = None
@@ -86,6 +103,8 @@ class Parameter:
     @property
     def trainable(self) -> bool:
         """Whether the optimizer updates this weight (its layer's ``trainable`` flag)."""
+        if self.statistic:
+            return False
         return True if self._trainable_source is None else bool(self._trainable_source())
 
     def numpy(self) -> np.ndarray:

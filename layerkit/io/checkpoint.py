@@ -729,7 +729,7 @@ def restore_training_state(model, path: str | os.PathLike) -> dict[str, Any]:
             learning_rate = in_epoch["learning_rate"]
     if snapshot.optimizer_state is not None and optimizer is not None:
         _check_optimizer_names(snapshot, model, path)
-        optimizer.build(model.weights)
+        optimizer.build(model._optimized_weights())
         try:
             optimizer.load_state_dict(snapshot.optimizer_state)  # checks, then applies
         except ValueError as error:
@@ -843,6 +843,19 @@ def _model_layer(model, name: str, path: str):
             f"{path} holds layer {name!r}, which model {model.name!r} does not have. "
             f"Model layers: {[layer.name for layer in model.layers]}."
         ) from None
+
+
+def aligned(stored: StoredLayer, layer) -> StoredLayer:
+    """``stored`` with its weights named after ``layer``'s when the file numbers them
+    only (Keras 3 stores ``vars/0, 1, ...``, and which weights exist can depend on the
+    layer's options, such as BatchNormalization's ``center``): by position, in Keras's
+    order, if the counts agree; otherwise as stored (the mismatch is then reported)."""
+    names = [p.name.split("/", 1)[1] for p in layer.weights]
+    keys = list(stored.weights)
+    if keys and len(keys) == len(names) and all(k.isdigit() for k in keys) and keys != names:
+        values = [stored.weights[k] for k in sorted(keys, key=int)]
+        return dataclasses.replace(stored, weights=dict(zip(names, values)))
+    return stored
 
 
 def weight_mismatch(stored: StoredLayer, layer) -> str | None:

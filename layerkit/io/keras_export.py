@@ -7,6 +7,10 @@ Two outputs, chosen by the suffix (as Keras chooses them):
 - ``.weights.h5``: the Keras 3 weights file that ``keras_model.load_weights`` reads into a
   Keras model built with the same layers.
 
+A ``Sequential`` is written as Keras's ``Sequential``; a graph (``lk.Model``) as a Keras
+``Functional`` model, whose layers (InputLayers included, a shared layer once) follow
+``model.layers``, which is Keras's order.
+
 Both weight files use Keras 3's layout: a root ``vars`` group named after the model, then
 ``layers/<snake_case_class>[_N]/vars/<i>`` in model order, numbered per class (``dense``,
 ``dense_1``...; Keras matches layers by these keys, not by name), each ``vars`` group with
@@ -33,8 +37,10 @@ import h5py
 import numpy as np
 
 from .. import activations, backend, initializers
+from .. import layers as lk_layers
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
 from .atomic import atomic_write
+from .keras_files import _to_snake_case
 
 __all__ = ["keras_writer", "save_keras"]
 
@@ -44,8 +50,34 @@ PathLike = str | os.PathLike
 # version in metadata.json and only displays it.
 KERAS_VERSION = "3.15.1"
 
-# Group keys Keras gives each class (keras.src.utils.naming.to_snake_case of the name).
-_SNAKE_CLASS = {Dense: "dense", Dropout: "dropout", Flatten: "flatten", Activation: "activation"}
+# The layer classes exported, by their Keras class name (the same as layerkit's); group
+# keys are keras.src.utils.naming.to_snake_case of that name (``p_re_lu``, ``re_lu``).
+_MERGE_CLASSES = (
+    lk_layers.Concatenate,
+    lk_layers.Add,
+    lk_layers.Subtract,
+    lk_layers.Multiply,
+    lk_layers.Average,
+    lk_layers.Maximum,
+    lk_layers.Minimum,
+    lk_layers.Dot,
+)
+_EXPORTED = (
+    Dense,
+    Dropout,
+    Flatten,
+    Activation,
+    lk_layers.Reshape,
+    lk_layers.ReLU,
+    lk_layers.LeakyReLU,
+    lk_layers.ELU,
+    lk_layers.Softmax,
+    lk_layers.PReLU,
+    lk_layers.BatchNormalization,
+    *_MERGE_CLASSES,
+)
+_BATCH_NORM_WEIGHTS = ("beta", "gamma", "moving_mean", "moving_variance")
+_SNAKE_CLASS = {cls: _to_snake_case(cls.__name__) for cls in (*_EXPORTED, InputLayer)}
 # layerkit activation classes and the Keras 3 activation of the same name; parameterised
 # ones are equal only with Keras's defaults (checked below).
 _ACTIVATIONS = {
@@ -98,8 +130,13 @@ def save_keras(model, path: PathLike) -> str:
     """Writes ``model`` as a Keras 3 ``.keras`` archive or ``.weights.h5`` file, atomically.
 
     Args:
-        model: a built layerkit ``Sequential`` of ``Dense``, ``Dropout``, ``Flatten``,
-            ``Activation`` and ``InputLayer`` layers.
+        model: a built layerkit ``Sequential``, or a graph (``lk.Model(inputs,
+            outputs)``: several inputs and outputs, shared layers), of ``Dense``,
+            ``Dropout``, ``Flatten``, ``Activation``, ``Reshape``, ``ReLU``,
+            ``LeakyReLU``, ``ELU``, ``Softmax``, ``PReLU``, ``InputLayer`` and (graphs)
+            the merge layers ``Concatenate``, ``Add``, ``Subtract``, ``Multiply``,
+            ``Average``, ``Maximum``, ``Minimum`` and ``Dot``. A graph is written as a
+            Keras Functional model.
         path: ends in ``.keras`` (architecture and weights, for
             ``keras.models.load_model``) or ``.weights.h5`` (weights only, for
             ``keras_model.load_weights`` on a Keras model built with the same layers).
@@ -150,12 +187,12 @@ def keras_writer(
     the members it knows and ignores the others (``model.save("x.keras")`` puts
     layerkit's full checkpoint there, so that ``lk.load_model`` resumes exactly).
     """
-    layers, entries = _describe(model)
+    layers, entries, graph = _describe(model)
     if not archive:
         if extra_members:
             raise ValueError("A .weights.h5 file has no room for extra members.")
         return lambda tmp: _write_weights(tmp, model.name, entries)
-    config = _model_config(model, layers)
+    config = _graph_model_config(model, layers) if graph else _model_config(model, layers)
     weights = io.BytesIO()
     _write_weights(weights, model.name, entries)
     return lambda tmp: _write_archive(tmp, config, weights.getvalue(), extra_members or {})
@@ -166,17 +203,21 @@ def keras_writer(
 # --------------------------------------------------------------------------------------
 
 
-def _describe(model) -> tuple[list[Layer], list[tuple[str, str, list[np.ndarray]]]]:
-    """Checks every layer; returns the layers and ``(group key, name, arrays)`` per layer
-    in model order (the InputLayer has no group, as in Keras)."""
+def _describe(model) -> tuple[list[Layer], list[tuple[str, str, list[np.ndarray]]], bool]:
+    """Checks every layer; returns the layers, ``(group key, name, arrays)`` per layer in
+    model order and whether the model is a graph. A Sequential's InputLayer has no group,
+    as in Keras; a graph's InputLayers have (weightless) groups, as Keras's Functional
+    models list them among their layers. A shared layer is listed once."""
+    from ..models.model import Model
     from ..models.sequential import Sequential
 
-    if not isinstance(model, Sequential):
+    graph = isinstance(model, Model) and not isinstance(model, Sequential)
+    if not isinstance(model, Model):
         raise TypeError(
-            "Expected a layerkit Sequential model. "
+            "Expected a layerkit Sequential or graph model (lk.Model). "
             f"Received: model={model!r:.100} of type {type(model).__name__}"
         )
-    if not model.built:
+    if not model.built or (graph and model._graph is None):
         raise ValueError(
             f"Model {model.name!r} is not built, so its weights do not exist yet. Build it "
             "first: model.build((None, n_features)), or start it with lk.layers.Input."
@@ -186,17 +227,17 @@ def _describe(model) -> tuple[list[Layer], list[tuple[str, str, list[np.ndarray]
     entries = []
     for layer in layers:
         _check_layer(layer)
-        if isinstance(layer, InputLayer):
+        if isinstance(layer, InputLayer) and not graph:
             continue
         snake = _SNAKE_CLASS[type(layer)]
         n = counts.get(snake, 0)
         counts[snake] = n + 1
         entries.append((snake if n == 0 else f"{snake}_{n}", layer.name, layer.get_weights()))
-    return layers, entries
+    return layers, entries, graph
 
 
 def _check_layer(layer: Layer) -> None:
-    supported = (InputLayer, *_SNAKE_CLASS)
+    supported = (InputLayer, *_EXPORTED)
     if type(layer) not in supported:
         # Subclasses too: they may compute something else under a known class name.
         raise ValueError(
@@ -210,8 +251,11 @@ def _check_layer(layer: Layer) -> None:
         )
     if isinstance(layer, (Dense, Activation)):
         _keras_activation(layer)
-    if isinstance(layer, Dense):
-        for argument in ("kernel_initializer", "bias_initializer"):
+    if isinstance(layer, (Dense, lk_layers.PReLU, lk_layers.BatchNormalization)):
+        arguments = ("alpha_initializer",) if isinstance(layer, lk_layers.PReLU) else ()
+        if isinstance(layer, lk_layers.BatchNormalization):
+            arguments = tuple(f"{w}_initializer" for w in _BATCH_NORM_WEIGHTS)
+        for argument in arguments or ("kernel_initializer", "bias_initializer"):
             value = getattr(layer, argument)
             if type(value) not in _INITIALIZERS:
                 raise ValueError(
@@ -305,6 +349,63 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
     if isinstance(layer, Flatten):
         config = {**common, "data_format": "channels_last"}
         return _layer_entry("Flatten", config, layer.input_shape)
+    name = type(layer).__name__
+    if isinstance(layer, lk_layers.Reshape):
+        config = {**common, "target_shape": list(layer.target_shape)}
+        return _layer_entry(name, config, layer.input_shape)
+    if isinstance(layer, lk_layers.ReLU):
+        config = {
+            **common,
+            "max_value": layer.max_value,
+            "negative_slope": layer.negative_slope,
+            "threshold": layer.threshold,
+        }
+        return _layer_entry(name, config)
+    if isinstance(layer, lk_layers.LeakyReLU):
+        return _layer_entry(name, {**common, "negative_slope": layer.negative_slope})
+    if isinstance(layer, lk_layers.ELU):
+        return _layer_entry(name, {**common, "alpha": layer.alpha})
+    if isinstance(layer, lk_layers.Softmax):
+        return _layer_entry(name, {**common, "axis": layer.axis})
+    if isinstance(layer, lk_layers.PReLU):
+        config = {
+            **common,
+            "alpha_initializer": _keras_initializer(layer.alpha_initializer),
+            "alpha_regularizer": None,
+            "alpha_constraint": None,
+            "shared_axes": layer.shared_axes,
+        }
+        return _layer_entry(name, config, layer.input_shape)
+    if isinstance(layer, lk_layers.BatchNormalization):
+        config = {
+            **common,
+            "axis": layer.axis,
+            "momentum": layer.momentum,
+            "epsilon": layer.epsilon,
+            "center": layer.center,
+            "scale": layer.scale,
+            **{
+                f"{w}_initializer": _keras_initializer(getattr(layer, f"{w}_initializer"))
+                for w in _BATCH_NORM_WEIGHTS
+            },
+            "beta_regularizer": None,
+            "gamma_regularizer": None,
+            "beta_constraint": None,
+            "gamma_constraint": None,
+            "synchronized": layer.synchronized,
+        }
+        return _layer_entry(name, config, layer.input_shape)
+    if isinstance(layer, _MERGE_CLASSES):
+        config = dict(common)
+        if isinstance(layer, lk_layers.Concatenate):
+            config["axis"] = layer.axis
+        if isinstance(layer, lk_layers.Dot):
+            config["axes"] = layer.axes if isinstance(layer.axes, int) else list(layer.axes)
+            config["normalize"] = layer.normalize
+        entry = _layer_entry(name, config)
+        if layer.input_shape is not None:
+            entry["build_config"] = {"input_shape": [_shape(s) for s in layer.input_shape]}
+        return entry
     raise AssertionError(f"unchecked layer class {type(layer).__name__}")  # _check_layer
 
 
@@ -348,6 +449,57 @@ def _model_config(model, layers: list[Layer]) -> dict[str, Any]:
         },
         "registered_name": None,
         "build_config": {"input_shape": input_shape},
+        # Keras writes {} for an uncompiled model; layerkit's compile settings are not
+        # translated, so the model loads uncompiled.
+        "compile_config": {},
+    }
+
+
+def _input_entry(layer: InputLayer) -> dict[str, Any]:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {
+            "batch_shape": _shape((None, *layer.shape)),
+            "dtype": layer.dtype,
+            "sparse": False,
+            "name": layer.name,
+        },
+        "registered_name": None,
+    }
+
+
+def _graph_model_config(model, layers: list[Layer]) -> dict[str, Any]:
+    """Keras 3's Functional config: layerkit's graph config (the same form: inbound
+    calls of ``__keras_tensor__`` arguments, ``[layer, call, 0]`` references) with each
+    layer's entry written as Keras writes it."""
+    from ..models.functional_config import graph_config
+
+    graph = graph_config(model)
+    calls = {spec["name"]: spec["inbound_nodes"] for spec in graph["layers"]}
+    entries = []
+    for layer in layers:
+        entry = _input_entry(layer) if isinstance(layer, InputLayer) else _layer_config(layer)
+        entry["name"] = layer.name
+        entry["inbound_nodes"] = calls.get(layer.name, [])
+        entries.append(entry)
+    config: dict[str, Any] = {
+        "name": model.name,
+        "trainable": True,
+        "layers": entries,
+        "input_layers": graph["input_layers"],
+        "output_layers": graph["output_layers"],
+    }
+    # Inputs or outputs given as a dict: Keras keeps the structure, {name: reference}.
+    for key, names_key in (("input_layers", "input_names"), ("output_layers", "output_names")):
+        if names_key in graph:
+            config[key] = dict(zip(graph[names_key], graph[key], strict=True))
+    return {
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "config": config,
+        "registered_name": "Functional",
+        "build_config": {"input_shape": None},
         # Keras writes {} for an uncompiled model; layerkit's compile settings are not
         # translated, so the model loads uncompiled.
         "compile_config": {},

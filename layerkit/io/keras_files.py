@@ -44,6 +44,7 @@ from .stored import FormatError, StoredLayer
 __all__ = [
     "detect_format",
     "keras_dense_layers",
+    "keras_layer_spec",
     "read_keras_model_config",
     "read_keras_weights",
 ]
@@ -60,6 +61,8 @@ _CONFIG_MEMBER = "config.json"
 # A weights member bigger than this, or more compressed than this, is refused unread.
 _MAX_MEMBER_BYTES = 4 << 30
 _MAX_CONFIG_BYTES = 64 << 20
+# Model classes whose config is a graph of layers (Keras 3; tf.keras 2 and older).
+_GRAPH_CLASSES = ("Functional", "Model")
 # Nested models (``layers/<model>/layers/...``) deeper than this are refused, not recursed.
 _MAX_NESTING = 16
 
@@ -72,6 +75,7 @@ _VAR_NAMES = {
     "Embedding": ("embeddings",),
     "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
     "LayerNormalization": ("gamma", "beta"),
+    "PReLU": ("alpha",),
 }
 # Group keys in Keras 3 files are the snake-case class name; only these are mapped back.
 _SNAKE_CLASSES = {
@@ -82,6 +86,7 @@ _SNAKE_CLASSES = {
     "embedding": "Embedding",
     "batch_normalization": "BatchNormalization",
     "layer_normalization": "LayerNormalization",
+    "p_re_lu": "PReLU",
 }
 
 
@@ -331,10 +336,13 @@ def _config_keys(config: dict | None) -> dict[str, tuple[int, str | None, str]]:
     """
     keys: dict[str, tuple[int, str | None, str]] = {}
     counters: dict[str, int] = {}
+    # Sequential.layers leaves the InputLayer out of the saved state; a functional
+    # model's layers list its InputLayers (weightless groups input_layer, input_layer_1).
+    graph = isinstance(config, dict) and config.get("class_name") in _GRAPH_CLASSES
     for index, layer in enumerate(_config_layers(config)):
         class_name = layer.get("class_name")
-        if not isinstance(class_name, str) or class_name == "InputLayer":
-            continue  # Sequential.layers leaves the InputLayer out of the saved state
+        if not isinstance(class_name, str) or (class_name == "InputLayer" and not graph):
+            continue
         snake = _to_snake_case(class_name)
         n = counters.get(snake, -1) + 1
         counters[snake] = n
@@ -667,6 +675,75 @@ def _declared_input(layer: dict, cfg: dict) -> tuple[int | None, ...] | None:
     return None
 
 
+# Layers that keep the shape of their input and whose options load_keras reads from the
+# layer's own config (activation layers).
+SHAPE_PRESERVING = ("ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU", "BatchNormalization")
+# Merge layers (graph models only): several inputs, options read from the config.
+MERGE_CLASSES = (
+    "Concatenate",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Dot",
+)
+
+
+def keras_layer_spec(
+    layer: Any, shape: tuple[int | None, ...] | None = None
+) -> tuple[dict, tuple[int | None, ...] | None]:
+    """Describe one Keras layer entry (see :func:`keras_dense_layers`).
+
+    Args:
+        layer: one entry of a Keras config's ``layers`` list (not an InputLayer).
+        shape: the feature shape the layer receives, if known.
+
+    Returns:
+        The description and the feature shape the layer outputs (``None`` if unknown).
+
+    Raises:
+        ValueError: the entry is malformed or its class unsupported (the message names it).
+    """
+    if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
+        raise ValueError(f"Malformed layer entry in Keras config: {layer!r:.200}")
+    class_name, cfg = layer.get("class_name"), layer["config"]
+    name = cfg.get("name")
+    entry: dict[str, Any] = {"class_name": class_name, "name": name, "input_shape": shape}
+    if class_name == "Dense":
+        units = cfg.get("units")
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise ValueError(f"Dense layer {name!r}: invalid units {units!r}")
+        use_bias = cfg.get("use_bias", True)
+        if not isinstance(use_bias, bool):
+            raise ValueError(f"Dense layer {name!r}: invalid use_bias {use_bias!r}")
+        entry.update(
+            units=units,
+            activation=_activation_name(cfg.get("activation"), str(name)),
+            use_bias=use_bias,
+            input_dim=shape[-1] if shape else None,
+        )
+        shape = (*shape[:-1], units) if shape else None
+    elif class_name == "Dropout":
+        rate = cfg.get("rate", 0.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"Dropout layer {name!r}: invalid rate {rate!r}")
+        entry["rate"] = float(rate)
+    elif class_name == "Activation":
+        entry["activation"] = _activation_name(cfg.get("activation"), str(name))
+    elif class_name == "Flatten":
+        known = shape is not None and all(d is not None for d in shape)
+        shape = (math.prod(shape),) if known else None  # type: ignore[arg-type]
+    elif class_name in SHAPE_PRESERVING:
+        pass
+    elif class_name == "Reshape" or class_name in MERGE_CLASSES:
+        shape = None  # the graph checker computes these shapes
+    else:
+        raise ValueError(f"Unsupported Keras layer class {class_name!r} (layer {name!r})")
+    return entry, shape
+
+
 def keras_dense_layers(config: dict) -> list[dict]:
     """Describe the layers of a Keras 3 or tf.keras 2 ``Sequential`` config.
 
@@ -678,7 +755,9 @@ def keras_dense_layers(config: dict) -> list[dict]:
         input shape). Every dict has ``class_name``, ``name`` and ``input_shape`` (the
         feature shape the layer receives, without the batch axis, or ``None``). Dense
         adds ``units``, ``activation``, ``use_bias`` and ``input_dim`` (``None`` if not
-        known); Dropout adds ``rate``; Activation adds ``activation``; Flatten adds nothing.
+        known); Dropout adds ``rate``; Activation adds ``activation``; Flatten, Reshape
+        and the activation layers (ReLU, LeakyReLU, ELU, Softmax, PReLU) add nothing
+        (their options are in their config).
 
     Raises:
         ValueError: the model is not Sequential, or a layer class is unsupported (the
@@ -698,40 +777,18 @@ def keras_dense_layers(config: dict) -> list[dict]:
     out: list[dict] = []
     for layer in layers:
         if not isinstance(layer, dict) or not isinstance(layer.get("config"), dict):
-            raise ValueError(f"Malformed layer entry in Keras config: {layer!r}")
+            raise ValueError(f"Malformed layer entry in Keras config: {layer!r:.200}")
         class_name, cfg = layer.get("class_name"), layer["config"]
-        name = cfg.get("name")
         declared = _declared_input(layer, cfg)
         if class_name == "InputLayer" or (shape is None and declared is not None):
             shape = declared
         if class_name == "InputLayer":
             continue
-        entry: dict[str, Any] = {"class_name": class_name, "name": name, "input_shape": shape}
-        if class_name == "Dense":
-            units = cfg.get("units")
-            if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
-                raise ValueError(f"Dense layer {name!r}: invalid units {units!r}")
-            use_bias = cfg.get("use_bias", True)
-            if not isinstance(use_bias, bool):
-                raise ValueError(f"Dense layer {name!r}: invalid use_bias {use_bias!r}")
-            entry.update(
-                units=units,
-                activation=_activation_name(cfg.get("activation"), str(name)),
-                use_bias=use_bias,
-                input_dim=shape[-1] if shape else None,
+        if class_name in MERGE_CLASSES:
+            raise ValueError(
+                f"Keras layer class {class_name!r} (layer {cfg.get('name')!r}) merges several "
+                "inputs, which a Sequential model cannot give it"
             )
-            shape = (*shape[:-1], units) if shape else None
-        elif class_name == "Dropout":
-            rate = cfg.get("rate", 0.0)
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-                raise ValueError(f"Dropout layer {name!r}: invalid rate {rate!r}")
-            entry["rate"] = float(rate)
-        elif class_name == "Activation":
-            entry["activation"] = _activation_name(cfg.get("activation"), str(name))
-        elif class_name == "Flatten":
-            known = shape is not None and all(d is not None for d in shape)
-            shape = (math.prod(shape),) if known else None  # type: ignore[arg-type]
-        else:
-            raise ValueError(f"Unsupported Keras layer class {class_name!r} (layer {name!r})")
+        entry, shape = keras_layer_spec(layer, shape)
         out.append(entry)
     return out

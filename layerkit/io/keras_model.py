@@ -5,9 +5,18 @@ archive, the ``model_config`` attribute of a legacy ``.h5``), the weights from t
 file, matched by layer name. Neither Keras nor TensorFlow is needed: both are read with
 :mod:`layerkit.io.keras_files`, which checks everything it reads.
 
-Only what layerkit computes identically is accepted: ``Sequential`` models of ``Dense``,
-``Dropout``, ``Flatten``, ``Activation`` and ``InputLayer``, with layerkit's activations.
-Anything else is a ValueError naming the layer and the file, never an approximation.
+Only what layerkit computes identically is accepted: ``Sequential`` models and
+Functional graphs (several inputs and outputs, shared layers) of ``Dense``, ``Dropout``,
+``Flatten``, ``Activation``, ``Reshape``, the activation layers (``ReLU``, ``LeakyReLU``,
+``ELU``, ``Softmax``, ``PReLU``), the merge layers (``Concatenate``, ``Add``,
+``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Dot``; graphs only)
+and ``InputLayer``, with layerkit's activations. Anything else is a ValueError naming
+the layer and the file, never an approximation.
+
+A Functional config is translated into layerkit's own functional config and built by
+:func:`layerkit.models.functional_config.model_from_config`, whose checks (references,
+cycles, shapes, total size) run before anything is allocated; the weights the checked
+graph would create are compared with the file's before the model is built.
 """
 
 from __future__ import annotations
@@ -15,17 +24,21 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 
 from .. import activations, initializers
+from .. import layers as lk_layers
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
-from ..layers.base import check_name
+from ..layers.base import check_name, serialize
 from ..models.sequential import Sequential
 from . import keras_files
-from .checkpoint import weight_mismatch
+from .checkpoint import aligned, weight_mismatch
 from .stored import FormatError, StoredLayer
+
+if TYPE_CHECKING:
+    from ..models.model import Model
 
 __all__ = ["load_keras"]
 
@@ -40,6 +53,11 @@ _TRAINING_ONLY_DENSE_OPTIONS = (
     "kernel_constraint",
     "bias_constraint",
 )
+# The same for PReLU.
+_TRAINING_ONLY_PRELU_OPTIONS = ("alpha_regularizer", "alpha_constraint")
+# Options of the layer that calls a layer (the "kwargs" of an inbound node) layerkit
+# cannot honour when they are set.
+_MAX_INBOUND_KWARGS = 16
 # Dense options that change the stored weights or the computation: refused.
 _REFUSED_DENSE_OPTIONS = ("lora_rank", "quantization_config")
 # Keras names its dtype policies; these keep float variables that layerkit can hold.
@@ -66,8 +84,8 @@ _INITIALIZER_CLASSES = {
 }
 
 
-def load_keras(path: PathLike) -> Sequential:
-    """Builds a layerkit ``Sequential`` from a Keras model file and loads its weights.
+def load_keras(path: PathLike) -> Model:
+    """Builds a layerkit model from a Keras model file and loads its weights.
 
     Args:
         path: a Keras 3 ``.keras`` archive, or a legacy full-model ``.h5`` written by
@@ -76,14 +94,18 @@ def load_keras(path: PathLike) -> Sequential:
 
     Returns:
         A built, uncompiled model with the Keras layer names, sizes, activations,
-        ``use_bias`` and ``trainable`` flags, holding the file's weights.
+        ``use_bias`` and ``trainable`` flags, holding the file's weights: a
+        ``Sequential`` for a Keras ``Sequential``, an ``lk.Model`` graph (the same
+        inputs, outputs, layer order and shared layers) for a Keras Functional model.
 
     Raises:
         FileNotFoundError: nothing exists at ``path``.
         ValueError: the file holds no architecture (a weights-only file: build the model
-            in layerkit and use ``model.load_weights``), the model is not Sequential, or
-            a layer, activation or option is not supported; the message names the file
-            and the layer. :class:`~layerkit.io.FormatError` (a ValueError) when the
+            in layerkit and use ``model.load_weights``), the model is neither Sequential
+            nor Functional, the graph is malformed (a cycle, a reference to a layer or
+            call that does not exist, sizes the weights do not back), or a layer,
+            activation or option is not supported; the message names the file and the
+            layer. :class:`~layerkit.io.FormatError` (a ValueError) when the
             file is corrupt or unsafe.
 
     Example:
@@ -104,6 +126,8 @@ def load_keras(path: PathLike) -> Sequential:
     if kind == "legacy_h5" and not _has_model_config(path):
         raise ValueError(_no_architecture_message(path, "legacy_weights"))
     config = keras_files.read_keras_model_config(path)
+    if config.get("class_name") in keras_files._GRAPH_CLASSES:
+        return _load_functional(config, path)
     try:
         specs = keras_files.keras_dense_layers(config)
     except (TypeError, ValueError) as error:  # TypeError: a malformed value, e.g. rate=None
@@ -357,8 +381,114 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
                 "which reorders features; layerkit flattens in channels_last order only."
             )
         return Flatten(name=name, trainable=trainable)
-    # keras_dense_layers refuses every other class; this guards against it growing.
-    raise ValueError(f"{where}: unsupported Keras layer class {class_name!r}.")
+    layer = _make_other_layer(class_name, cfg, name, trainable, where, path)
+    if layer is None:
+        # keras_layer_spec refuses every other class; this guards against it growing.
+        raise ValueError(f"{where}: unsupported Keras layer class {class_name!r}.")
+    return layer
+
+
+def _number(cfg: dict, key: str, default: Any, where: str, allow_none: bool = False) -> Any:
+    value = cfg.get(key, default)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{where}: invalid {key} {value!r}, expected a number.")
+    return float(value)
+
+
+def _make_other_layer(
+    class_name: str, cfg: dict, name: str, trainable: bool, where: str, path: str
+) -> Layer | None:
+    """The activation, Reshape and merge layers; None for a class it does not know."""
+    common = {"name": name, "trainable": trainable}
+    try:
+        if class_name == "LeakyReLU":
+            # Keras 3 calls the slope negative_slope, tf.keras 2 alpha.
+            key = "negative_slope" if "negative_slope" in cfg or "alpha" not in cfg else "alpha"
+            return lk_layers.LeakyReLU(_number(cfg, key, 0.3, where), **common)
+        if class_name == "ELU":
+            return lk_layers.ELU(_number(cfg, "alpha", 1.0, where), **common)
+        if class_name == "ReLU":
+            return lk_layers.ReLU(
+                max_value=_number(cfg, "max_value", None, where, allow_none=True),
+                negative_slope=_number(cfg, "negative_slope", 0.0, where),
+                threshold=_number(cfg, "threshold", 0.0, where),
+                **common,
+            )
+        if class_name == "Softmax":
+            return lk_layers.Softmax(axis=cfg.get("axis", -1), **common)
+        if class_name == "PReLU":
+            ignored = [option for option in _TRAINING_ONLY_PRELU_OPTIONS if cfg.get(option)]
+            if ignored:
+                warnings.warn(
+                    f"{where}: {', '.join(ignored)} ignored (layerkit has no regularizers "
+                    "or constraints); predictions are the same, further training is not.",
+                    stacklevel=4,
+                )
+            return lk_layers.PReLU(
+                alpha_initializer=_initializer(cfg.get("alpha_initializer"), "zeros"),
+                shared_axes=cfg.get("shared_axes"),
+                **common,
+            )
+        if class_name == "BatchNormalization":
+            dropped = [
+                option
+                for option in (
+                    "beta_regularizer",
+                    "gamma_regularizer",
+                    "beta_constraint",
+                    "gamma_constraint",
+                )
+                if cfg.get(option)
+            ]
+            if dropped:
+                warnings.warn(
+                    f"{where}: {', '.join(dropped)} ignored (layerkit has no regularizers "
+                    "or constraints); predictions are the same, further training is not.",
+                    stacklevel=4,
+                )
+            if cfg.get("renorm"):
+                raise ValueError(f"{where}: renorm=True is not supported.")
+            return lk_layers.BatchNormalization(
+                axis=cfg.get("axis", -1),
+                momentum=_number(cfg, "momentum", 0.99, where),
+                epsilon=_number(cfg, "epsilon", 1e-3, where),
+                center=cfg.get("center", True),
+                scale=cfg.get("scale", True),
+                beta_initializer=_initializer(cfg.get("beta_initializer"), "zeros"),
+                gamma_initializer=_initializer(cfg.get("gamma_initializer"), "ones"),
+                moving_mean_initializer=_initializer(cfg.get("moving_mean_initializer"), "zeros"),
+                moving_variance_initializer=_initializer(
+                    cfg.get("moving_variance_initializer"), "ones"
+                ),
+                synchronized=bool(cfg.get("synchronized", False)),
+                **common,
+            )
+        if class_name == "Reshape":
+            return lk_layers.Reshape(cfg.get("target_shape"), **common)
+        if class_name == "Concatenate":
+            return lk_layers.Concatenate(axis=cfg.get("axis", -1), **common)
+        if class_name == "Dot":
+            return lk_layers.Dot(
+                axes=cfg.get("axes"), normalize=cfg.get("normalize", False), **common
+            )
+        simple = {
+            "Add": lk_layers.Add,
+            "Subtract": lk_layers.Subtract,
+            "Multiply": lk_layers.Multiply,
+            "Average": lk_layers.Average,
+            "Maximum": lk_layers.Maximum,
+            "Minimum": lk_layers.Minimum,
+        }
+        if class_name in simple:
+            return simple[class_name](**common)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        if message.startswith(path):
+            raise
+        raise ValueError(f"{where}: {message}") from None
+    return None
 
 
 def _input_feature_shape(specs: list[dict], stored: list[StoredLayer], path: str) -> tuple:
@@ -393,6 +523,7 @@ def _assign_weights(model: Sequential, stored: list[StoredLayer], path: str) -> 
                 f"{path} holds weights for layer {s.name!r}, which its model config does not "
                 f"list. Config layers: {list(model_layers)}."
             )
+        s = aligned(s, layer)
         problem = weight_mismatch(s, layer)
         if problem:
             raise ValueError(f"Cannot load {path}: {problem}.")
@@ -408,3 +539,180 @@ def _assign_weights(model: Sequential, stored: list[StoredLayer], path: str) -> 
     for s, layer in pairs:
         for p in layer.weights:
             p.assign(s.weights[p.name.split("/", 1)[1]])
+
+
+# --------------------------------------------------------------------------------------
+# Functional models
+# --------------------------------------------------------------------------------------
+
+
+def _load_functional(config: dict, path: str) -> Model:
+    """A layerkit graph from a Keras Functional config (Keras 3 or tf.keras 2 form)."""
+    from ..models import functional_config
+
+    try:
+        lk_config = _functional_config(config, path)
+        checked = functional_config.check_config(lk_config)
+    except (TypeError, ValueError) as error:
+        message = str(error)
+        if not message.startswith(path):
+            message = f"Cannot load the Keras Functional model in {path}: {message}"
+        raise ValueError(message) from None
+    stored = keras_files.read_keras_weights(path)
+    _check_weights_against_plan(checked.weight_shapes, stored, path)  # before any allocation
+    try:
+        model = functional_config.model_from_config(lk_config)
+    except (TypeError, ValueError) as error:  # checked above; kept for a clear message
+        raise ValueError(f"Cannot build the Keras Functional model in {path}: {error}") from None
+    _assign_weights(model, stored, path)
+    return model
+
+
+def _functional_config(config: dict, path: str) -> dict:
+    """layerkit's functional config for a Keras Functional one: every layer translated
+    with the rules of the Sequential loader, the calls and the model's inputs and
+    outputs passed on for :func:`~layerkit.models.functional_config.check_config`."""
+    from ..models import functional_config
+
+    inner = config.get("config")
+    if not isinstance(inner, dict) or not isinstance(inner.get("layers"), list):
+        raise FormatError(f"{path}: Functional model config without a list of layers")
+    entries = inner["layers"]
+    if not entries or len(entries) > functional_config.MAX_LAYERS:
+        raise FormatError(
+            f"{path}: Functional model config with {len(entries)} layers (expected 1 to "
+            f"{functional_config.MAX_LAYERS})"
+        )
+    layers = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise FormatError(f"{path}: layers[{index}] is not a Keras layer entry")
+        cfg = entry["config"]
+        class_name = entry.get("class_name")
+        name = entry.get("name", cfg.get("name"))
+        if class_name == "InputLayer":
+            layer: Layer = _graph_input_layer(cfg, path)
+        else:
+            # The shape matters only to Flatten's channels_first check here; the graph
+            # checker computes every shape from the inputs.
+            shape = keras_files._declared_input(entry, cfg)
+            try:
+                spec, _ = keras_files.keras_layer_spec(entry, shape)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"Cannot load the Keras model in {path}: {error}.") from None
+            layer = _make_layer(spec, cfg, path)
+        if name is not None and name != layer.name:
+            raise FormatError(
+                f"{path}: layers[{index}] is named {name!r} but its config says {layer.name!r}"
+            )
+        spec = serialize(layer)
+        spec["name"] = layer.name
+        spec["inbound_nodes"] = _inbound_nodes(entry.get("inbound_nodes", []), layer.name, path)
+        layers.append(spec)
+    result: dict[str, Any] = {"name": _model_name(config, path), "layers": layers}
+    for key, names_key in (("input_layers", "input_names"), ("output_layers", "output_names")):
+        value = inner.get(key)
+        if isinstance(value, dict):  # inputs or outputs given as a dict: by name
+            if len(value) > functional_config.MAX_ARGS:
+                raise FormatError(f"{path}: {key} lists {len(value)} tensors")
+            result[names_key] = [str(k) for k in value]
+            value = list(value.values())
+        result[key] = value
+    return result
+
+
+def _graph_input_layer(cfg: dict, path: str) -> InputLayer:
+    name = _layer_name(cfg.get("name"), "InputLayer", path)
+    shape = _declared_shape(cfg)
+    if not shape:
+        raise ValueError(f"{path}: InputLayer {name!r} declares no input shape.")
+    if any(d is None for d in shape):
+        raise ValueError(
+            f"{path}: InputLayer {name!r} has inputs of shape {(None, *shape)}; layerkit "
+            "needs every dimension but the batch axis known."
+        )
+    for option in ("sparse", "ragged", "optional"):
+        if cfg.get(option):
+            raise ValueError(
+                f"{path}: InputLayer {name!r} has {option}=True, which layerkit does not support."
+            )
+    dtype = _dtype_policy(cfg)
+    if dtype is not None and dtype not in ("float16", "float32", "float64"):
+        raise ValueError(
+            f"{path}: InputLayer {name!r} takes {dtype!r} inputs; layerkit takes float inputs only."
+        )
+    return InputLayer(shape=shape, name=name, dtype=dtype)
+
+
+def _inbound_nodes(nodes: Any, layer: str, path: str) -> Any:
+    """The calls of one layer in Keras 3's form (``{"args": [...], "kwargs": {}}``).
+
+    tf.keras 2's calls (``[[layer, call, tensor, kwargs], ...]``) are rewritten; call
+    options (``kwargs``) must be unset. What is not recognisable is passed on unchanged,
+    for the graph checker to refuse with its own message.
+    """
+    from ..models import functional_config
+
+    if not isinstance(nodes, list) or len(nodes) > functional_config.MAX_CALLS_PER_LAYER:
+        return nodes
+    out = []
+    for k, node in enumerate(nodes):
+        where = f"{path}: layer {layer!r} call {k}"
+        if isinstance(node, dict):
+            _check_call_kwargs(node.get("kwargs"), where)
+            out.append({"args": node.get("args"), "kwargs": {}})
+        elif isinstance(node, list) and node and all(isinstance(t, list) for t in node):
+            if len(node) > functional_config.MAX_ARGS:
+                out.append(node)
+                continue
+            tensors = []
+            for t in node:
+                if len(t) == 4:
+                    _check_call_kwargs(t[3], where)
+                tensors.append(
+                    {"class_name": "__keras_tensor__", "config": {"keras_history": t[:3]}}
+                )
+            out.append({"args": [tensors] if len(tensors) > 1 else tensors, "kwargs": {}})
+        else:
+            out.append(node)
+    return out
+
+
+def _check_call_kwargs(kwargs: Any, where: str) -> None:
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict) or len(kwargs) > _MAX_INBOUND_KWARGS:
+        raise FormatError(f"{where}: malformed call options {kwargs!r:.120}")
+    used = sorted(str(k) for k, v in kwargs.items() if v is not None)
+    if used:
+        raise ValueError(
+            f"{where} passes the options {used} ({kwargs!r:.120}), which layerkit does not support."
+        )
+
+
+def _check_weights_against_plan(
+    planned: dict[str, dict[str, tuple]], stored: list[StoredLayer], path: str
+) -> None:
+    """Refuses a graph whose weights (as the checked config would create them) the file
+    does not hold exactly, before any weight is allocated."""
+    by_name = {s.name: s for s in stored}
+    extra = [s.name for s in stored if s.name not in planned]
+    if extra:
+        raise ValueError(
+            f"{path} holds weights for layers {extra}, which have no weights in its model "
+            f"config. Layers with weights in the config: {sorted(planned)}."
+        )
+    missing = [name for name in planned if name not in by_name]
+    if missing:
+        raise ValueError(
+            f"{path} holds no weights for layers {missing}. "
+            f"Layers with weights in the file: {sorted(by_name)}."
+        )
+    for name, shapes in planned.items():
+        found = {key: tuple(array.shape) for key, array in by_name[name].weights.items()}
+        expected = {key: tuple(int(d) for d in shape) for key, shape in shapes.items()}
+        if found != expected:
+            raise FormatError(
+                f"{path}: layer {name!r} of the model config has weights {expected}, the "
+                f"file holds {found}."
+            )

@@ -14,7 +14,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterable
 
-from .checkpoint import is_layerkit_checkpoint, read_layerkit_layers, weight_mismatch
+from .checkpoint import aligned, is_layerkit_checkpoint, read_layerkit_layers, weight_mismatch
 from .safe_hdf5 import read_isolated
 from .stored import StoredLayer
 
@@ -121,6 +121,7 @@ def load_weights(
                     "fewer layers or rename= to map names."
                 )
             layer = model.get_layer(target)
+            s = aligned(s, layer)
             problem = weight_mismatch(s, layer)
             if problem:
                 if not skip_mismatch:

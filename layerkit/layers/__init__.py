@@ -1,4 +1,4 @@
-"""Layers: ``Dense``, ``Activation``, ``Dropout``, ``Flatten``, ``Reshape``,
+"""Layers: ``Dense``, ``BatchNormalization``, ``Activation``, ``Dropout``, ``Flatten``, ``Reshape``,
 ``InputLayer`` / ``Input``, and the merge layers (``Concatenate``, ``Add``, ``Subtract``,
 ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Dot``) with their functional helpers."""
 
@@ -28,6 +28,7 @@ from .merge import (
     multiply,
     subtract,
 )
+from .normalization import BatchNormalization
 from .reshape import Reshape
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Activation",
     "Add",
     "Average",
+    "BatchNormalization",
     "Concatenate",
     "Dense",
     "Dot",

@@ -94,6 +94,10 @@ class Layer:
     # Set by the model's plan around each call (see the module docstring).
     _call: int = 0
     _accumulate: bool = False
+    # Layers whose training forward needs statistics of the global batch under
+    # distribute= (BatchNormalization): fit gives them the strategy as ``_strategy``.
+    synchronizes: ClassVar[bool] = False
+    _strategy: Any = None
 
     def __init__(
         self,
@@ -152,9 +156,13 @@ class Layer:
         self.built = False
         self.input_shape = self.output_shape = None
 
-    def add_weight(self, name: str, shape: tuple, initializer) -> Parameter:
+    def add_weight(self, name: str, shape: tuple, initializer, trainable: bool = True) -> Parameter:
+        """Creates a weight; ``trainable=False`` makes a statistic that the layer updates
+        itself (never trained, whatever the layer's flag; no optimizer state)."""
         value = initializer(shape, dtype=self.dtype)
-        parameter = Parameter(f"{self.name}/{name}", value, lambda: self._trainable)
+        parameter = Parameter(
+            f"{self.name}/{name}", value, lambda: self._trainable, statistic=not trainable
+        )
         self._parameters.append(parameter)
         return parameter
 
@@ -247,11 +255,15 @@ class Layer:
 
     @property
     def trainable_weights(self) -> list[Parameter]:
-        return list(self._parameters) if self._trainable else []
+        return [p for p in self._parameters if p.trainable]
 
     @property
     def non_trainable_weights(self) -> list[Parameter]:
-        return [] if self._trainable else list(self._parameters)
+        return [p for p in self._parameters if not p.trainable]
+
+    def _trains(self) -> bool:
+        """Whether a step computes gradients for some weight of this layer."""
+        return self._trainable and any(not p.statistic for p in self._parameters)
 
     def get_weights(self) -> list[np.ndarray]:
         """Returns copies of the weights (``[kernel, bias]`` for Dense)."""

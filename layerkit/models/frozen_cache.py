@@ -60,7 +60,7 @@ class FrozenOutputCache:
         for call in plan.calls:
             layer = call.layer
             if (
-                not (layer._trainable and layer._parameters)
+                not layer._trains()
                 and call.output not in outputs
                 and all(s in inputs or s in frozen for s in call.inputs)
             ):

@@ -264,7 +264,7 @@ class Plan:
             # Which calls have something trainable at or above their inputs (upstream).
             upstream: set[int] = set()  # slots whose producer side has a trainable call
             for call in forward:
-                weighted = call.layer._trainable and bool(call.layer._parameters)
+                weighted = call.layer._trains()
                 if weighted or any(s in upstream for s in call.inputs):
                     upstream.add(call.output)
             seen_layers: set[int] = set()
@@ -281,7 +281,7 @@ class Plan:
                 grad_slots.add(call.output)
                 if layer._trainable:
                     for p in layer._parameters:
-                        if id(p) not in seen_params:
+                        if not p.statistic and id(p) not in seen_params:
                             seen_params.add(id(p))
                             params.append(p)
             grad_slots.update(s for s in upstream if s in reach)

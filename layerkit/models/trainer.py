@@ -90,7 +90,12 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         self.compiled = True
         if self.built:
             self._resolve_metrics()
-            self.optimizer.build(self.weights)
+            self.optimizer.build(self._optimized_weights())
+
+    def _optimized_weights(self) -> list:
+        """The weights an optimizer keeps state for: all but statistics (frozen layers'
+        too, so that unfreezing resumes their state)."""
+        return [p for p in self.weights if not p.statistic]
 
     @property
     def loss(self):
@@ -138,6 +143,14 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         ``method`` runs, and on MPI ends every rank if one raises."""
         strategy = check_strategy(distribute)
         previous, self.distribute = self.distribute, strategy
+        # Layers that need the global batch's statistics (BatchNormalization).
+        synced = (
+            [layer for layer in self._stack if layer.synchronizes]
+            if strategy is not None and self.built
+            else []
+        )
+        for layer in synced:
+            layer._strategy = strategy
         try:
             if strategy is None:
                 yield None
@@ -146,6 +159,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     yield strategy
         finally:
             self.distribute = previous
+            for layer in synced:
+                layer._strategy = None
 
     def _prepare_x(self, x, argument: str = "x") -> list[np.ndarray]:
         """The inputs as a list of validated arrays (one per model input); an unbuilt
@@ -275,7 +290,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 x, x_val = [a[:split] for a in x], [a[split:] for a in x]
                 y, y_val = data.split_rows(y, 0, split), data.split_rows(y, split, n)
             self._pack()
-            self.optimizer.build(self.weights)
+            self.optimizer.build(self._optimized_weights())
             samples = data.rows(x)
 
             steps = math.ceil(samples / batch_size)
@@ -304,6 +319,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     trainable=[layer.trainable for layer in self._stack],
                     batch_callbacks=callback_list.wants_batch_hooks,
                 )
+            if strategy is not None:
+                self._check_synchronized_batches(strategy, samples, batch_size)
             cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
             self.stop_training = False
             self._nan_warned = False
@@ -562,7 +579,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         self._require_compiled("train_on_batch")
         x, y = self._prepare_xy(x, y)
         self._pack()
-        self.optimizer.build(self.weights)
+        self.optimizer.build(self._optimized_weights())
         value, per_output, out = self._step(None, x, y)
         return self._batch_result(value, per_output, y, out, return_dict, data.rows(x))
 
@@ -592,7 +609,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         self._require_compiled("compute_gradients")
         x, y = self._prepare_xy(x, y)
         self._pack()
-        self.optimizer.build(self.weights)
+        self.optimizer.build(self._optimized_weights())
         params = self._train_pass().params
         value, _, _ = self._step(None, x, y, update=False)
         return value, [(p.grad.copy(), p) for p in params]
@@ -600,6 +617,22 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
     def reset_metrics(self) -> None:
         for metric in self._metrics:
             metric.reset_state()
+
+    def _check_synchronized_batches(self, strategy: Strategy, samples: int, batch: int) -> None:
+        """A trainable BatchNormalization sums statistics over the ranks at every step:
+        every rank must hold rows of every batch, or the others would wait for it."""
+        if not any(layer.synchronizes and layer._trainable for layer in self._stack):
+            return
+        last = samples % batch or batch
+        smallest = min(batch, last, samples)
+        if smallest < strategy.size:
+            raise ValueError(
+                f"With trainable BatchNormalization layers, every one of the {strategy.size} "
+                f"ranks needs rows of every batch (their statistics are summed over the "
+                f"ranks), but a batch of {smallest} rows leaves some rank without any. Use "
+                f"batch_size >= {strategy.size} and a number of samples whose last batch "
+                "has that many rows, or fewer ranks."
+            )
 
     def _warn_about_setup(self, callback_list) -> None:
         """Warnings Keras gives (or should) before a fit that cannot do what is meant."""

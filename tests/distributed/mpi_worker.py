@@ -43,6 +43,9 @@ CONFIGS = {
     ),
     # The same graph, everything trained (the shared layer's gradient sums its calls).
     "graph_shared": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", graph=True),
+    # BatchNormalization: statistics of the global batch (summed over the ranks in the
+    # forward and the backward), so the moving statistics and weights match one process.
+    "batch_norm": dict(n=96, classes=3, batch=16, epochs=2, optimizer="adam", batch_norm=True),
     # Trained a little alone first; then rank 1 has other automatic layer names and an
     # optimizer state laid out (and counted) differently: fit must start it from rank 0's.
     "skewed_rank_1": dict(n=64, classes=3, batch=16, epochs=2, optimizer="adam", skew=True),
@@ -57,8 +60,10 @@ def make_data(n: int, classes: int | None, seed: int) -> tuple[np.ndarray, np.nd
     return x, rng.integers(0, classes, n)
 
 
-def build(classes: int | None, dropout: float = 0.0) -> lk.Sequential:
+def build(classes: int | None, dropout: float = 0.0, batch_norm: bool = False) -> lk.Sequential:
     layers = [lk.layers.Input((12,)), lk.layers.Dense(16, activation="relu", name="hidden1")]
+    if batch_norm:
+        layers.append(lk.layers.BatchNormalization(momentum=0.9, name="bn"))
     if dropout:
         layers.append(lk.layers.Dropout(dropout, name="dropout"))
     layers += [
@@ -115,7 +120,7 @@ def train(name: str, strategy) -> dict:
             metrics={"label": ["accuracy"], "value": ["mae"]},
         )
     else:
-        model = build(classes)
+        model = build(classes, batch_norm=config.get("batch_norm", False))
         if classes is None:
             loss, metrics = "mse", ["mae"]
         else:
