@@ -171,9 +171,7 @@ def run_seed(data, seed: int, base_epochs: int, epochs: int, folder: str) -> tup
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="folder holding the MNIST files")
-    parser.add_argument(
-        "--seeds", type=at_least(1), default=3, help="runs to average (default 3)"
-    )
+    parser.add_argument("--seeds", type=at_least(1), default=3, help="runs to average (default 3)")
     parser.add_argument(
         "--epochs", type=at_least(1), default=200, help="max epochs per transfer row"
     )

@@ -554,9 +554,16 @@ def model_from_config(config: dict):
 
 
 def _check_against_config(snapshot: Snapshot, path: str) -> None:
-    for spec in snapshot.config.get("layers") or []:
+    specs = snapshot.config.get("layers")
+    if not isinstance(specs, list):
+        raise FormatError(f"{path}: model_config has no list of layers.")
+    for i, spec in enumerate(specs):
+        if not isinstance(spec, dict):
+            raise FormatError(
+                f"{path}: model_config layers[{i}] must be a dict. Received: {spec!r:.100}"
+            )
         try:
-            layer_class(spec.get("class_name") if isinstance(spec, dict) else None)
+            layer_class(spec.get("class_name"))
         except ValueError as error:
             raise FormatError(f"{path}: model_config: {error}") from None
     planned = planned_weight_shapes(snapshot.config, path)

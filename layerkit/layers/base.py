@@ -111,7 +111,7 @@ class Layer:
         )
         self._trainable = bool(trainable)
         self.built = False
-        self.dtype = np.dtype(dtype or backend.floatx()).name
+        self.dtype = _check_dtype(dtype or backend.floatx(), self.name)
         self.input_shape: Shape | None = None
         self.output_shape: Shape | None = None
         self._parameters: list[Parameter] = []
@@ -303,6 +303,22 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _check_dtype(dtype: Any, layer: str) -> str:
+    """The name of a float dtype; layers compute in float16, float32 or float64 only."""
+    try:
+        parsed = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(
+            f"Layer {layer!r}: expected a float dtype. Received: dtype={dtype!r:.60}"
+        ) from None
+    if parsed.kind != "f":
+        raise ValueError(
+            f"Layer {layer!r}: expected a float dtype (float16, float32, float64). "
+            f"Received: dtype={dtype!r:.60}"
+        )
+    return parsed.name
 
 
 def _check_shape(shape: Any, argument: str) -> tuple[int, ...]:

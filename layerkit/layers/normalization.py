@@ -64,6 +64,11 @@ class BatchNormalization(Layer):
     ) -> None:
         super().__init__(**kwargs)
         self.axis = check_integer(axis, "axis")
+        if self.axis == 0:
+            raise ValueError(
+                "BatchNormalization normalises features: axis=0 is the batch axis. "
+                "Received: axis=0 (use -1, the last axis, for Dense outputs)"
+            )
         self.momentum = check_number(momentum, "momentum", minimum=0.0, maximum=1.0)
         self.epsilon = check_number(epsilon, "epsilon", minimum=0.0, exclusive_minimum=True)
         for name, value in (("center", center), ("scale", scale), ("synchronized", synchronized)):

@@ -15,6 +15,7 @@ is wrong.
 
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 from ..layers.base import deserialize, serialize
@@ -23,6 +24,7 @@ MAX_LAYERS = 10_000
 MAX_CALLS_PER_LAYER = 1_000
 MAX_ARGS = 1_000
 MAX_WEIGHTS = 1 << 31  # values: 8 GiB of float32
+MAX_VALUES_PER_SAMPLE = 1 << 28  # the output of one call for one sample: 1 GiB of float32
 
 
 def _history(tensor, call_index: dict[int, int]) -> list:
@@ -211,52 +213,83 @@ def check_config(config: Any) -> CheckedConfig:
     for name, layer in layers.items():
         if isinstance(layer, InputLayer):
             shapes[(name, 0)] = (None, *layer.shape)
-    pending = [(name, k) for name, calls in inbound.items() for k in range(len(calls))]
+    # Kahn's order: each call waits for the calls whose outputs it reads; linear in the
+    # number of calls whatever order the config lists them in.
+    calls = [(name, k) for name, layer_calls in inbound.items() for k in range(len(layer_calls))]
+    waiting: dict[tuple[str, int], int] = {}
+    readers: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    for call in calls:
+        parents = {(r[0], r[1]) for r in inbound[call[0]][call[1]][0]} - set(shapes)
+        waiting[call] = len(parents)
+        for parent in parents:
+            readers.setdefault(parent, []).append(call)
+    ready = collections.deque(call for call in calls if waiting[call] == 0)
     order: list[tuple[str, int]] = []
     built_shape: dict[str, tuple] = {}
     weight_shapes: dict[str, dict[str, tuple]] = {}
     total = 0
-    while pending:
-        progress = []
-        for name, k in pending:
-            refs, listed = inbound[name][k]
-            if not all((r[0], r[1]) in shapes for r in refs):
-                continue
-            layer = layers[name]
-            in_shapes = [shapes[(r[0], r[1])] for r in refs]
-            try:
-                if isinstance(layer, MergeLayer) or listed:
-                    out_shape = layer.compute_output_shape(in_shapes)
-                    weight_shape = None
-                else:
-                    if len(in_shapes) != 1:
-                        _fail(f"layer {name!r} call {k} passes {len(in_shapes)} tensors.")
-                    out_shape = layer.compute_output_shape(in_shapes[0])
-                    weight_shape = in_shapes[0]
-            except ValueError:
-                raise
-            except Exception as error:  # a layer refusing shapes it cannot take
-                _fail(f"layer {name!r} call {k} cannot take inputs of shape {in_shapes}: {error}")
-            if weight_shape is not None:
-                if name in built_shape and built_shape[name][1:] != weight_shape[1:]:
-                    _fail(
-                        f"shared layer {name!r} is called on shapes {built_shape[name]} "
-                        f"and {weight_shape}."
-                    )
-                if name not in built_shape:
-                    weight_shapes[name] = layer.weight_shapes(weight_shape)
-                    total += sum(_size(s) for s in weight_shapes[name].values())
-                built_shape[name] = weight_shape
-            if total > MAX_WEIGHTS:
-                _fail(f"the layers would hold {total} weights (more than {MAX_WEIGHTS}).")
-            shapes[(name, k)] = tuple(out_shape)
-            progress.append((name, k))
-        if not progress:
-            stuck = ", ".join(f"{n} call {k}" for n, k in pending[:5])
-            _fail(f"the calls {stuck} wait for one another's outputs (a cycle).")
-        done = set(progress)
-        order.extend(progress)
-        pending = [p for p in pending if p not in done]
+    while ready:
+        name, k = ready.popleft()
+        refs, listed = inbound[name][k]
+        layer = layers[name]
+        in_shapes = [shapes[(r[0], r[1])] for r in refs]
+        try:
+            if isinstance(layer, MergeLayer) or listed:
+                out_shape = layer.compute_output_shape(in_shapes)
+                weight_shape = None
+            else:
+                if len(in_shapes) != 1:
+                    _fail(f"layer {name!r} call {k} passes {len(in_shapes)} tensors.")
+                out_shape = layer.compute_output_shape(in_shapes[0])
+                weight_shape = in_shapes[0]
+        except ValueError:
+            raise
+        except Exception as error:  # a layer refusing shapes it cannot take
+            _fail(f"layer {name!r} call {k} cannot take inputs of shape {in_shapes}: {error}")
+        if weight_shape is not None:
+            if name in built_shape and built_shape[name][1:] != weight_shape[1:]:
+                _fail(
+                    f"shared layer {name!r} is called on shapes {built_shape[name]} "
+                    f"and {weight_shape}."
+                )
+            if name not in built_shape:
+                weight_shapes[name] = layer.weight_shapes(weight_shape)
+                total += sum(_size(s) for s in weight_shapes[name].values())
+            built_shape[name] = weight_shape
+        if total > MAX_WEIGHTS:
+            _fail(f"the layers would hold {total} weights (more than {MAX_WEIGHTS}).")
+        values = _size(tuple(out_shape)[1:])
+        if values > MAX_VALUES_PER_SAMPLE:
+            _fail(
+                f"layer {name!r} call {k} would output {values} values per sample "
+                f"(shape {tuple(out_shape)}; at most {MAX_VALUES_PER_SAMPLE})."
+            )
+        shapes[(name, k)] = tuple(out_shape)
+        order.append((name, k))
+        for reader in readers.get((name, k), ()):
+            waiting[reader] -= 1
+            if waiting[reader] == 0:
+                ready.append(reader)
+    if len(order) < len(calls):
+        stuck = ", ".join(f"{n} call {k}" for n, k in calls if (n, k) not in shapes)
+        _fail(f"the calls {stuck[:300]} wait for one another's outputs (a cycle).")
+    for where, key, count in (
+        ("input_names", "input_names", len(inputs)),
+        ("output_names", "output_names", len(outputs)),
+    ):
+        names = config.get(key)
+        if names is None:
+            continue
+        if (
+            not isinstance(names, list)
+            or len(names) != count
+            or not all(isinstance(n, str) and n for n in names)
+            or len(set(names)) != len(names)
+        ):
+            _fail(
+                f"{where} must be a list of {count} distinct, non-empty strings (one per "
+                f"model {where.split('_')[0]}). Received: {names!r:.120}"
+            )
     return CheckedConfig(
         layers, inbound, order, inputs, outputs, {k: v for k, v in weight_shapes.items() if v}
     )
@@ -284,10 +317,10 @@ def model_from_config(config: Any):
     model_inputs = [tensors[(r[0], r[1])] for r in inputs]
     model_outputs = [tensors[(r[0], r[1])] for r in outputs]
     input_names, output_names = config.get("input_names"), config.get("output_names")
-    if isinstance(input_names, list) and len(input_names) == len(model_inputs):
-        model_inputs = dict(zip(map(str, input_names), model_inputs))
-    if isinstance(output_names, list) and len(output_names) == len(model_outputs):
-        model_outputs = dict(zip(map(str, output_names), model_outputs))
+    if input_names is not None:  # checked: distinct strings, one per input
+        model_inputs = dict(zip(input_names, model_inputs))
+    if output_names is not None:
+        model_outputs = dict(zip(output_names, model_outputs))
     elif len(model_outputs) == 1 and not _is_list_of_triples(config.get("output_layers")):
         model_outputs = model_outputs[0]
     name = config.get("name")
