@@ -22,6 +22,7 @@ import numpy as np
 from .. import initializers
 from ..validation import check_integer, check_number
 from .base import Layer, register_layer
+from .dense import _ones
 
 
 @register_layer
@@ -141,35 +142,129 @@ class BatchNormalization(Layer):
         return not self._trainable
 
     # --- computing ----------------------------------------------------------------------
-    def _sums(self, values: np.ndarray) -> np.ndarray:
-        """``values`` summed over the ranks of a distributed fit (as is otherwise)."""
-        return values if self._strategy is None else self._strategy.sum(values)
-
     def forward(self, x, training=False):
+        if x.ndim == 2 and self.axis in (-1, 1) and self._strategy is None:
+            return self._forward_2d(x, training and self._trainable)
+        return self._forward_any(x, training)
+
+    def _forward_2d(self, x: np.ndarray, batch_statistics: bool):
+        """The common case, (batch, features): the same numbers as the general path,
+        with fewer passes over the batch (about 10 against 13, and no reshapes). It
+        keeps ``x - mean`` rather than the normalised ``xhat``: the backward folds the
+        ``1 / std`` into per-feature vectors."""
+        n = x.dtype.type(x.shape[0])
+        ones = _ones(x.shape[0], x.dtype)
+        centred = self._buffer("centred", x.shape)
+        eps = x.dtype.type(self.epsilon)
+        if batch_statistics:
+            shift = x[0]  # shifted sums: stable for inputs with a large mean
+            np.subtract(x, shift, out=centred)
+            offset = np.matmul(ones, centred) / n
+            centred -= offset
+            mean = shift + offset
+            square = self._buffer("square", x.shape)
+            np.multiply(centred, centred, out=square)
+            variance = np.matmul(ones, square) / n
+            m = x.dtype.type(self.momentum)
+            moving_mean, moving_variance = self.moving_mean.value, self.moving_variance.value
+            moving_mean *= m
+            moving_mean += (1 - m) * mean
+            moving_variance *= m
+            moving_variance += (1 - m) * variance
+        else:
+            np.subtract(x, self.moving_mean.value, out=centred)
+            variance = self.moving_variance.value
+        inv_std = 1.0 / np.sqrt(variance + eps)
+        scale = inv_std * self.gamma.value if self.scale else inv_std
+        y = self._buffer("y", x.shape)
+        np.multiply(centred, scale, out=y)
+        if self.center:
+            y += self.beta.value
+
+        def backward(dy, need_dx=True):
+            sum_dy = sum_dy_centred = None
+            if self._trainable or (need_dx and batch_statistics):
+                sum_dy = np.matmul(ones, dy)
+                product = self._buffer("product", x.shape)
+                np.multiply(dy, centred, out=product)
+                sum_dy_centred = np.matmul(ones, product)
+            if self._trainable:
+                for parameter, grad in (
+                    (self.gamma, None if sum_dy is None else sum_dy_centred * inv_std),
+                    (self.beta, sum_dy),
+                ):
+                    if parameter is None:
+                        continue
+                    if self._accumulate:
+                        parameter.grad += grad
+                    else:
+                        parameter.grad[...] = grad
+            if not need_dx:
+                return None
+            dx = self._buffer("dx", x.shape)
+            np.multiply(dy, scale, out=dx)
+            if batch_statistics:
+                # scale * (dy - mean(dy)) - centred * scale / var * mean(dy * centred)
+                dx -= scale * (sum_dy / n)
+                product = self._buffer("product", x.shape)
+                np.multiply(centred, scale * inv_std * inv_std * (sum_dy_centred / n), out=product)
+                dx -= product
+            return dx
+
+        return y, backward
+
+    def _forward_any(self, x, training):
         axis = self._feature_axis(x.ndim)
         reduce = tuple(i for i in range(x.ndim) if i != axis)
         shape = [1] * x.ndim
         shape[axis] = x.shape[axis]
+        c = x.shape[axis]
+        last = axis == x.ndim - 1
+
+        def column_sums(a: np.ndarray) -> np.ndarray:
+            # Over every axis but the features': a product with ones when the features
+            # are last (BLAS sums rows faster than numpy's reduction), else a reduction.
+            if last:
+                rows = a.reshape(-1, c)
+                return np.matmul(_ones(rows.shape[0], rows.dtype), rows)
+            return a.sum(axis=reduce)
+
         batch_statistics = training and self._trainable
+        xhat = self._buffer("xhat", x.shape)
+        count = float(x.size // c)
         if batch_statistics:
-            local = x.size // x.shape[axis]
-            # Sum, sum of squares and count in one collective; float64 sums of float32
-            # keep the variance exact enough for any batch size.
-            sums = self._sums(
-                np.concatenate(
+            if self._strategy is None and last:
+                # Two passes in the input's precision, shifted by the first sample: stable
+                # for inputs with a large mean, where E[x^2] - E[x]^2 cancels (Keras's
+                # float32 training output is NaN there) and a float32 sum of x loses digits.
+                n = x.dtype.type(count)
+                shift = x.reshape(-1, c)[0].copy()
+                np.subtract(x, shift, out=xhat)
+                offset = column_sums(xhat) / n
+                xhat -= offset
+                mean = shift + offset
+                square = self._buffer("square", x.shape)
+                np.multiply(xhat, xhat, out=square)
+                variance = column_sums(square) / n
+            else:
+                # The global batch (or features not last): sum, sum of squares and
+                # count in one collective, in float64 so that the difference does not
+                # cancel.
+                total = np.concatenate(
                     [
                         x.sum(axis=reduce, dtype=np.float64),
                         np.square(x, dtype=np.float64).sum(axis=reduce),
-                        [local],
+                        [count],
                     ]
                 )
-            )
-            c = x.shape[axis]
-            count = max(float(sums[-1]), 1.0)
-            mean64 = sums[:c] / count
-            variance64 = np.maximum(sums[c : 2 * c] / count - mean64 * mean64, 0.0)
-            mean = mean64.astype(x.dtype)
-            variance = variance64.astype(x.dtype)
+                sums = total if self._strategy is None else self._strategy.sum(total)
+                count = max(float(sums[-1]), 1.0)
+                mean64 = sums[:c] / count
+                mean = mean64.astype(x.dtype)
+                variance = np.maximum(sums[c : 2 * c] / count - mean64 * mean64, 0.0).astype(
+                    x.dtype
+                )
+                np.subtract(x, mean.reshape(shape), out=xhat)
             m = x.dtype.type(self.momentum)
             moving_mean, moving_variance = self.moving_mean.value, self.moving_variance.value
             moving_mean *= m
@@ -178,10 +273,8 @@ class BatchNormalization(Layer):
             moving_variance += (1 - m) * variance
         else:
             mean, variance = self.moving_mean.value, self.moving_variance.value
-            count = 0.0
+            np.subtract(x, mean.reshape(shape), out=xhat)
         inv_std = 1.0 / np.sqrt(variance + x.dtype.type(self.epsilon))
-        xhat = self._buffer("xhat", x.shape)
-        np.subtract(x, mean.reshape(shape), out=xhat)
         xhat *= inv_std.reshape(shape)
         y = self._buffer("y", x.shape)
         if self.scale:
@@ -195,8 +288,10 @@ class BatchNormalization(Layer):
             trains = self._trainable and (self.scale or self.center)
             sum_dy = sum_dy_xhat = None
             if trains or (need_dx and batch_statistics):
-                sum_dy = dy.sum(axis=reduce)
-                sum_dy_xhat = (dy * xhat).sum(axis=reduce)
+                sum_dy = column_sums(dy)
+                product = self._buffer("product", x.shape)
+                np.multiply(dy, xhat, out=product)
+                sum_dy_xhat = column_sums(product)
             if self._trainable:
                 for parameter, grad in ((self.gamma, sum_dy_xhat), (self.beta, sum_dy)):
                     if parameter is None:
@@ -212,10 +307,15 @@ class BatchNormalization(Layer):
             if batch_statistics:
                 # The fused input gradient: factor * (dy - mean(dy) - xhat * mean(dy xhat)),
                 # the means over the (global) batch.
-                c = x.shape[axis]
-                sums = self._sums(np.concatenate([sum_dy, sum_dy_xhat]).astype(np.float64))
-                mean_dy = (sums[:c] / count).astype(x.dtype)
-                mean_dy_xhat = (sums[c:] / count).astype(x.dtype)
+                if self._strategy is None:
+                    mean_dy = sum_dy / x.dtype.type(count)
+                    mean_dy_xhat = sum_dy_xhat / x.dtype.type(count)
+                else:
+                    sums = self._strategy.sum(
+                        np.concatenate([sum_dy, sum_dy_xhat]).astype(np.float64)
+                    )
+                    mean_dy = (sums[:c] / count).astype(x.dtype)
+                    mean_dy_xhat = (sums[c:] / count).astype(x.dtype)
                 np.multiply(xhat, mean_dy_xhat.reshape(shape), out=dx)
                 np.subtract(dy, dx, out=dx)
                 dx -= mean_dy.reshape(shape)
