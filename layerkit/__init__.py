@@ -20,6 +20,7 @@ from . import (
     models,
     optim,
     optimizers,
+    testing,
     utils,
 )
 from .models import Model, Sequential, load_model
@@ -43,5 +44,6 @@ __all__ = [
     "models",
     "optim",
     "optimizers",
+    "testing",
     "utils",
 ]

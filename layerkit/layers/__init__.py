@@ -28,13 +28,16 @@ from .merge import (
     multiply,
     subtract,
 )
+from .noise import AlphaDropout, GaussianDropout, GaussianNoise
 from .normalization import BatchNormalization
+from .preprocessing import Normalization, Rescaling
 from .reshape import Reshape
 
 __all__ = [
     "ELU",
     "Activation",
     "Add",
+    "AlphaDropout",
     "Average",
     "BatchNormalization",
     "Concatenate",
@@ -42,6 +45,8 @@ __all__ = [
     "Dot",
     "Dropout",
     "Flatten",
+    "GaussianDropout",
+    "GaussianNoise",
     "Input",
     "InputLayer",
     "Layer",
@@ -50,8 +55,10 @@ __all__ = [
     "MergeLayer",
     "Minimum",
     "Multiply",
+    "Normalization",
     "PReLU",
     "ReLU",
+    "Rescaling",
     "Reshape",
     "Softmax",
     "Subtract",

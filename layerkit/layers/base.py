@@ -98,6 +98,7 @@ class Layer:
     # distribute= (BatchNormalization): fit gives them the strategy as ``_strategy``.
     synchronizes: ClassVar[bool] = False
     _strategy: Any = None
+    _pending: Any = None  # the (output, backward) of the last call() (see call)
 
     def __init__(
         self,
@@ -171,9 +172,34 @@ class Layer:
             self.build((None, *x.shape[1:]))
 
     # --- computing ----------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Keras's way of customising a layer: override call() and call super().call()
+        # in it (Monte-Carlo dropout forces training=True). Such a class computes
+        # through its call; the parent's forward does the work and gives the backward.
+        if "call" in cls.__dict__ and "forward" not in cls.__dict__:
+            cls._parent_forward = cls.forward
+            cls.forward = _forward_through_call
+
     def forward(self, x: np.ndarray, training: bool = False) -> tuple[np.ndarray, Backward]:
         """Returns the output (in a reused buffer) and the backward function."""
         raise NotImplementedError
+
+    def call(self, inputs, training: bool | None = None):
+        """Keras's hook: the layer's output for ``inputs``. A subclass may override it
+        to change the arguments of the parent's computation and return
+        ``super().call(...)`` as it is (see ``docs/custom_layers.md``); layers with new
+        computations implement :meth:`forward` instead.
+
+        Example:
+            >>> class MCDropout(lk.layers.Dropout):
+            ...     def call(self, inputs, training=None):
+            ...         return super().call(inputs, training=True)
+        """
+        forward = getattr(type(self), "_parent_forward", type(self).forward)
+        y, backward = forward(self, inputs, bool(training))
+        self._pending = (y, backward)
+        return y
 
     def __call__(self, x, training: bool = False):
         """Computes the layer on ``x`` and returns a new array; on a symbolic tensor
@@ -303,6 +329,25 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
+
+
+def _forward_through_call(self: Layer, x, training: bool = False, **kwargs: Any):
+    """``forward`` of a layer class that overrides ``call``: runs ``call`` and takes the
+    backward of the ``super().call`` it made, refusing anything it cannot differentiate."""
+    if kwargs:
+        raise TypeError(f"Layer {self.name!r} overrides call(), which takes no {sorted(kwargs)}.")
+    self._pending = None
+    y = self.call(x, training=training)
+    pending = self._pending
+    self._pending = None
+    if pending is None or pending[0] is not y:
+        raise TypeError(
+            f"{type(self).__name__}.call must return the result of super().call(...) as "
+            "it is: layerkit differentiates the parent layer's computation, not numpy "
+            "code around it. To compute something new, implement forward(x, training) "
+            "returning (y, backward) (see docs/custom_layers.md)."
+        )
+    return pending
 
 
 def _check_dtype(dtype: Any, layer: str) -> str:

@@ -1,0 +1,208 @@
+"""Preprocessing layers of Keras 3: ``Normalization`` (with ``adapt``) and ``Rescaling``.
+
+Both have no trainable weights; ``Normalization`` keeps the mean and variance it adapted
+to as statistics (saved with the model, never trained), so a model that normalises its
+own inputs needs no separate scaler when it is reloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import backend
+from ..validation import check_number, numeric_array
+from .base import Layer, register_layer
+
+
+def _axes(axis: Any) -> tuple[int, ...]:
+    if axis is None:
+        return ()
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        return (int(axis),)
+    if isinstance(axis, (list, tuple)) and all(
+        isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axis
+    ):
+        return tuple(int(a) for a in axis)
+    raise TypeError(f"Expected axis to be an int, a tuple of ints or None. Received: axis={axis!r}")
+
+
+@register_layer
+class Normalization(Layer):
+    """Standardises features: ``(x - mean) / max(sqrt(variance), epsilon)``, as Keras 3.
+
+    The mean and variance come from ``mean=`` / ``variance=`` or from :meth:`adapt`.
+
+    Args:
+        axis: the axis (or axes) that keep their own statistics (-1: one per feature);
+            None: one mean and variance for everything.
+        mean, variance: fixed statistics (both or neither), broadcastable to the kept axes.
+        invert: undo the normalisation instead (``mean + x * std``).
+
+    Example:
+        >>> norm = lk.layers.Normalization()
+        >>> norm.adapt(x_train)  # per-feature mean and variance of the training set
+        >>> model = lk.Sequential([lk.layers.Input((8,)), norm, lk.layers.Dense(1)])
+    """
+
+    def __init__(
+        self,
+        axis: int | tuple | None = -1,
+        mean: Any = None,
+        variance: Any = None,
+        invert: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.axis = _axes(axis)
+        if (mean is None) != (variance is None):
+            raise ValueError(
+                "Pass both mean and variance, or neither (then call adapt()). Received: "
+                f"mean={mean!r:.60}, variance={variance!r:.60}"
+            )
+        if not isinstance(invert, (bool, np.bool_)):
+            raise TypeError(f"Expected invert to be a bool. Received: invert={invert!r}")
+        self.invert = bool(invert)
+        self._fixed = None
+        if mean is not None:
+            self._fixed = (
+                numeric_array(mean, "mean").astype(self.dtype),
+                numeric_array(variance, "variance").astype(self.dtype),
+            )
+            if np.any(self._fixed[1] < 0):
+                raise ValueError("Expected variance >= 0 everywhere.")
+        self.mean = self.variance = None
+        self.adapted = self._fixed is not None
+
+    def _kept(self, ndim: int) -> tuple[int, ...]:
+        kept = []
+        for a in self.axis:
+            if not -ndim <= a < ndim or a % ndim == 0:
+                raise ValueError(
+                    f"Normalization layer {self.name!r}: axis={a} is not a feature axis of "
+                    f"inputs of rank {ndim}."
+                )
+            kept.append(a % ndim)
+        return tuple(sorted(set(kept)))
+
+    def _statistics_shape(self, input_shape) -> tuple[int, ...]:
+        kept = self._kept(len(input_shape))
+        return tuple(int(input_shape[a]) if a in kept else 1 for a in range(1, len(input_shape)))
+
+    def weight_shapes(self, input_shape) -> dict[str, tuple]:
+        shape = self._statistics_shape(input_shape)
+        return {"mean": shape, "variance": shape}
+
+    def build(self, input_shape) -> None:
+        shapes = self.weight_shapes(input_shape)
+        from .. import initializers
+
+        self.mean = self.add_weight("mean", shapes["mean"], initializers.get("zeros"), False)
+        self.variance = self.add_weight(
+            "variance", shapes["variance"], initializers.get("ones"), False
+        )
+        if self._fixed is not None:
+            try:
+                self.mean.value[...] = np.broadcast_to(self._fixed[0], shapes["mean"])
+                self.variance.value[...] = np.broadcast_to(self._fixed[1], shapes["variance"])
+            except ValueError:
+                self.unbuild()
+                raise ValueError(
+                    f"Normalization layer {self.name!r}: mean and variance of shapes "
+                    f"{self._fixed[0].shape}, {self._fixed[1].shape} do not broadcast to "
+                    f"the statistics shape {shapes['mean']}."
+                ) from None
+        super().build(input_shape)
+
+    def unbuild(self) -> None:
+        super().unbuild()
+        self.mean = self.variance = None
+
+    def adapt(self, data, batch_size: int | None = None, steps: int | None = None) -> None:
+        """Computes the mean and variance of ``data`` (an array of samples) over every
+        axis not kept, as Keras's ``adapt`` (population variance)."""
+        array = numeric_array(data, "data").astype(np.float64)
+        if array.ndim == 1:
+            array = array.reshape(-1, 1)
+        if array.shape[0] == 0:
+            raise ValueError("Expected a non-empty data to adapt to. Received: 0 samples")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("Expected finite data to adapt to. Received: NaN or inf values")
+        if not self.built:
+            self.build((None, *array.shape[1:]))
+        elif tuple(self.input_shape[1:]) != array.shape[1:]:
+            raise ValueError(
+                f"Normalization layer {self.name!r} was built for samples of shape "
+                f"{self.input_shape[1:]}. Received: data of shape {array.shape}"
+            )
+        kept = self._kept(array.ndim)
+        reduce = tuple(a for a in range(array.ndim) if a not in kept)
+        mean = array.mean(axis=reduce, keepdims=True)[0]
+        variance = array.var(axis=reduce, keepdims=True)[0]
+        self.mean.assign(mean.astype(self.dtype))
+        self.variance.assign(variance.astype(self.dtype))
+        self.adapted = True
+
+    def forward(self, x, training=False):
+        std = np.maximum(np.sqrt(self.variance.value), x.dtype.type(backend.epsilon()))
+        y = self._buffer("y", x.shape)
+        if self.invert:
+            np.multiply(x, std, out=y)
+            y += self.mean.value
+            factor = std
+        else:
+            np.subtract(x, self.mean.value, out=y)
+            y /= std
+            factor = 1.0 / std
+
+        def backward(dy, need_dx=True):
+            if not need_dx:
+                return None
+            dx = self._buffer("dx", x.shape)
+            np.multiply(dy, factor, out=dx)
+            return dx
+
+        return y, backward
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            axis=list(self.axis) if len(self.axis) != 1 else self.axis[0],
+            invert=self.invert,
+            mean=None if self._fixed is None else self._fixed[0].tolist(),
+            variance=None if self._fixed is None else self._fixed[1].tolist(),
+        )
+        if not self.axis:
+            config["axis"] = None
+        return config
+
+
+@register_layer
+class Rescaling(Layer):
+    """Multiplies inputs by ``scale`` and adds ``offset`` (``Rescaling(1 / 255)``)."""
+
+    def __init__(self, scale: float, offset: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scale = check_number(scale, "scale")
+        self.offset = check_number(offset, "offset")
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", x.shape)
+        np.multiply(x, x.dtype.type(self.scale), out=y)
+        if self.offset:
+            y += x.dtype.type(self.offset)
+
+        def backward(dy, need_dx=True):
+            if not need_dx:
+                return None
+            dx = self._buffer("dx", x.shape)
+            np.multiply(dy, dy.dtype.type(self.scale), out=dx)
+            return dx
+
+        return y, backward
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(scale=self.scale, offset=self.offset)
+        return config

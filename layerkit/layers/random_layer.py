@@ -1,0 +1,64 @@
+"""The base of layers that draw random numbers while training (Dropout and the noise
+layers): a seed, a generator of their own whose state checkpoints keep (a resumed run
+draws the masks an unbroken one would), and no output caching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..random import make_rng, rng_from_state, rng_state
+from ..validation import check_integer
+from .base import Layer
+
+
+class RandomLayer(Layer):
+    """A layer with its own generator, active only while training.
+
+    Args:
+        seed: a non-negative integer for the layer's generator; drawn from the global
+            generator (``lk.utils.set_random_seed``) when omitted.
+    """
+
+    deterministic = False
+
+    def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # A plain int: the config is stored as JSON.
+        self.seed = None if seed is None else check_integer(seed, "seed", minimum=0)
+        self._rng = make_rng(self.seed)
+
+    def _uniform(self, shape: tuple, dtype) -> np.ndarray:
+        """Uniform [0, 1) numbers of ``shape`` in a reused buffer."""
+        out = self._buffer("uniform", shape, dtype)
+        if out.dtype in (np.float32, np.float64):
+            self._rng.random(dtype=out.dtype, out=out)
+        else:
+            out[...] = self._rng.random(shape)
+        return out
+
+    def _normal(self, shape: tuple, dtype) -> np.ndarray:
+        """Standard normal numbers of ``shape`` in a reused buffer."""
+        out = self._buffer("normal", shape, dtype)
+        if out.dtype in (np.float32, np.float64):
+            self._rng.standard_normal(dtype=out.dtype, out=out)
+        else:
+            out[...] = self._rng.standard_normal(shape)
+        return out
+
+    @staticmethod
+    def _identity(x: np.ndarray):
+        return x, lambda dy, need_dx=True: dy if need_dx else None
+
+    def training_state(self) -> dict[str, Any]:
+        return {"rng": rng_state(self._rng)}
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        if "rng" in state:
+            self._rng = rng_from_state(state["rng"])
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["seed"] = self.seed
+        return config
