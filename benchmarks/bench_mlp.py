@@ -342,7 +342,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--only", nargs="*", default=["train", "transfer", "predict", "memory", "scaling"]
+        "--only",
+        nargs="*",
+        default=["train", "transfer", "predict", "memory", "scaling", "batchnorm"],
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -386,6 +388,13 @@ def main() -> None:
         if BASELINE:
             ratio, low, high = paired_ratio(res, "layerkit", "layerkit-baseline")
             print(f"Sequential now / at {BASELINE}: {ratio:.3f}x ({low:.3f}-{high:.3f})")
+
+    if "batchnorm" in options.only:
+        # The MLP with BatchNormalization after each hidden Dense, against nn.BatchNorm1d:
+        # benchmarks/bench_batchnorm.py measures it (same rules: own processes, rounds).
+        script = os.path.join(HERE, "bench_batchnorm.py")
+        print("\n## BatchNormalization (benchmarks/bench_batchnorm.py)\n", flush=True)
+        subprocess.run([sys.executable, script, "--rounds", str(options.rounds)], check=False)
 
     if "memory" in options.only:
         mem = measure(["layerkit"], "memory", {}, 1)["layerkit"]

@@ -52,3 +52,11 @@ def float_dtype() -> np.dtype:
 def epsilon() -> float:
     """Returns the fuzz factor used to keep logs and divisions finite (Keras: 1e-7)."""
     return _EPSILON
+
+
+def clear_session() -> None:
+    """Restarts automatic layer naming, as ``keras.backend.clear_session`` (Keras 3 has
+    it in ``keras.backend`` and ``keras.utils``; so does layerkit)."""
+    from .utils import clear_session as clear
+
+    clear()

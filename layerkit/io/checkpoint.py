@@ -879,7 +879,7 @@ def weight_mismatch(stored: StoredLayer, layer) -> str | None:
                 f"layer {layer.name!r} weight {key!r}: the model expects shape "
                 f"{params[key].shape}, the file holds {array.shape} (as {stored.name!r})"
             )
-    return None
+    return layer.check_weights(stored.weights)
 
 
 def _check_shapes(pairs, path: str) -> None:

@@ -280,6 +280,16 @@ class Layer:
         return list(self._parameters)
 
     @property
+    def variables(self) -> list[Parameter]:
+        """All weights, trainable or not (Keras 3's ``layer.variables``)."""
+        return list(self._parameters)
+
+    def check_weights(self, weights: dict[str, np.ndarray]) -> str | None:
+        """Why values about to be loaded into this layer (by weight name) are invalid
+        for it, or None: loading refuses them before anything is assigned."""
+        return None
+
+    @property
     def trainable_weights(self) -> list[Parameter]:
         return [p for p in self._parameters if p.trainable]
 

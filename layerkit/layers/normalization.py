@@ -136,6 +136,15 @@ class BatchNormalization(Layer):
         super().unbuild()
         self.gamma = self.beta = self.moving_mean = self.moving_variance = None
 
+    def check_weights(self, weights: dict[str, np.ndarray]) -> str | None:
+        variance = weights.get("moving_variance")
+        if variance is not None and not np.all(np.asarray(variance) >= 0):
+            return (
+                f"BatchNormalization layer {self.name!r}: the moving variance must be >= 0 "
+                "everywhere (a negative or NaN variance would make every output NaN)"
+            )
+        return None
+
     @property
     def deterministic(self) -> bool:  # type: ignore[override]
         """A frozen layer runs in inference mode: the same in training and inference."""

@@ -365,6 +365,11 @@ class Model(Trainer):
         return [p for layer in self._weight_layers() for p in layer.weights]
 
     @property
+    def variables(self) -> list[Parameter]:
+        """All weights, trainable or not (Keras 3's ``model.variables``)."""
+        return self.weights
+
+    @property
     def trainable_weights(self) -> list[Parameter]:
         return [p for layer in self._weight_layers() for p in layer.trainable_weights]
 
