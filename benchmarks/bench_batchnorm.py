@@ -26,12 +26,12 @@ import itertools
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _stats import med, paired_ratio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = (784, 300, 100, 10)
@@ -166,19 +166,6 @@ def available(module: str) -> bool:
         subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode
         == 0
     )
-
-
-def med(values, key="seconds"):
-    values = [v[key] for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
-
-
-def paired_ratio(res, a: str, b: str, key="seconds") -> tuple[float, float, float]:
-    """Median, min and max over the rounds of ``a / b`` measured in the same round."""
-    ratios = [x[key] / y[key] for x, y in zip(res[a], res[b]) if x and y]
-    if not ratios:
-        return (float("nan"),) * 3
-    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:

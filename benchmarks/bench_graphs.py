@@ -31,12 +31,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _stats import med, paired
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ("wide_deep", "siamese")
@@ -231,18 +231,6 @@ def torch_available():
     return done.returncode == 0
 
 
-def med(values, key="seconds"):
-    values = [v[key] for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
-
-
-def paired_ratio(a, b, key="seconds"):
-    ratios = [x[key] / y[key] for x, y in zip(a, b) if x and y]
-    if not ratios:
-        return (float("nan"),) * 3
-    return statistics.median(ratios), min(ratios), max(ratios)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -291,7 +279,7 @@ def main() -> None:
         lk_s = med(res["layerkit"])
         if "torch" in impls:
             torch_s = med(res["torch"])
-            ratio, low, high = paired_ratio(res["layerkit"], res["torch"])
+            ratio, low, high = paired(res["layerkit"], res["torch"])
             cells = f"{torch_s:.3f} | {ratio:.2f}x ({low:.2f}-{high:.2f})"
         else:
             cells = "- | -"

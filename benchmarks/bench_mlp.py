@@ -26,6 +26,7 @@ import time
 import tracemalloc
 
 import numpy as np
+from _stats import med, paired_ratio
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = (784, 300, 50, 50, 50, 50, 10)
@@ -322,20 +323,6 @@ def measure(impls, task, args, rounds):
         for impl in impls:  # alternate: drift in machine speed hits everyone alike
             results[impl].append(run_worker(impl, task, args))
     return results
-
-
-def med(values, key):
-    values = [v[key] for v in values if v is not None]
-    return statistics.median(values) if values else float("nan")
-
-
-def paired_ratio(res, a: str, b: str, key="seconds") -> tuple[float, float, float]:
-    """Median, min and max over the rounds of ``a / b`` measured in the same round: on a
-    machine whose speed drifts, pairs taken minutes apart are steadier than medians."""
-    ratios = [x[key] / y[key] for x, y in zip(res[a], res[b]) if x and y]
-    if not ratios:
-        return (float("nan"),) * 3
-    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:

@@ -53,27 +53,11 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def _central_difference(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """d f / d x by central differences, perturbing ``x`` in place (and restoring it)."""
-    grad = np.zeros(x.shape, dtype=np.float64)
-    flat = x.reshape(-1)  # a view: x must be contiguous
-    assert np.shares_memory(flat, x)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + eps
-        plus = f()
-        flat[i] = original - eps
-        minus = f()
-        flat[i] = original
-        grad.reshape(-1)[i] = (plus - minus) / (2.0 * eps)
-    return grad
-
-
 @pytest.fixture
 def numeric_grad() -> Callable[..., np.ndarray]:
     """``numeric_grad(f, x, eps=1e-6)``: central-difference gradient of ``f()`` w.r.t. ``x``.
 
     ``x`` is perturbed in place, one element at a time, and restored afterwards, so it
-    can be a weight's live value array.
+    can be a weight's live value array (``lk.testing.numeric_gradient``).
     """
-    return _central_difference
+    return lk.testing.numeric_gradient

@@ -33,14 +33,7 @@ class Dropout(RandomLayer):
         keep *= 1.0 / (1.0 - self.rate)
         y = self._buffer("y", x.shape)
         np.multiply(x, keep, out=y)
-
-        def backward(dy, need_dx=True):
-            if not need_dx:
-                return None
-            dy *= keep
-            return dy
-
-        return y, backward
+        return self._times(y, keep)
 
     def get_config(self):
         config = super().get_config()

@@ -61,14 +61,7 @@ class GaussianDropout(RandomLayer):
         noise += 1
         y = self._buffer("y", x.shape)
         np.multiply(x, noise, out=y)
-
-        def backward(dy, need_dx=True):
-            if not need_dx:
-                return None
-            dy *= noise
-            return dy
-
-        return y, backward
+        return self._times(y, noise)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -120,14 +113,7 @@ class AlphaDropout(RandomLayer):
         y *= x.dtype.type(a)
         y += x.dtype.type(a * alpha_p + b)
         keep *= x.dtype.type(a)  # the gradient: a where kept, 0 where dropped
-
-        def backward(dy, need_dx=True):
-            if not need_dx:
-                return None
-            dy *= keep
-            return dy
-
-        return y, backward
+        return self._times(y, keep)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -156,6 +156,16 @@ class BatchNormalization(Layer):
             return self._forward_2d(x, training and self._trainable)
         return self._forward_any(x, training)
 
+    def _write_grads(self, gamma_grad: np.ndarray, beta_grad: np.ndarray) -> None:
+        """Assigns (or, on a shared layer's later calls, adds) gamma's and beta's grads."""
+        for parameter, grad in ((self.gamma, gamma_grad), (self.beta, beta_grad)):
+            if parameter is None:
+                continue
+            if self._accumulate:
+                parameter.grad += grad
+            else:
+                parameter.grad[...] = grad
+
     def _forward_2d(self, x: np.ndarray, batch_statistics: bool):
         """The common case, (batch, features): the same numbers as the general path,
         with fewer passes over the batch (about 10 against 13, and no reshapes). It
@@ -198,16 +208,7 @@ class BatchNormalization(Layer):
                 np.multiply(dy, centred, out=product)
                 sum_dy_centred = np.matmul(ones, product)
             if self._trainable:
-                for parameter, grad in (
-                    (self.gamma, None if sum_dy is None else sum_dy_centred * inv_std),
-                    (self.beta, sum_dy),
-                ):
-                    if parameter is None:
-                        continue
-                    if self._accumulate:
-                        parameter.grad += grad
-                    else:
-                        parameter.grad[...] = grad
+                self._write_grads(sum_dy_centred * inv_std, sum_dy)
             if not need_dx:
                 return None
             dx = self._buffer("dx", x.shape)
@@ -302,13 +303,7 @@ class BatchNormalization(Layer):
                 np.multiply(dy, xhat, out=product)
                 sum_dy_xhat = column_sums(product)
             if self._trainable:
-                for parameter, grad in ((self.gamma, sum_dy_xhat), (self.beta, sum_dy)):
-                    if parameter is None:
-                        continue
-                    if self._accumulate:
-                        parameter.grad += grad
-                    else:
-                        parameter.grad[...] = grad
+                self._write_grads(sum_dy_xhat, sum_dy)
             if not need_dx:
                 return None
             factor = inv_std if not self.scale else self.gamma.value * inv_std

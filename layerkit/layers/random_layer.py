@@ -51,6 +51,19 @@ class RandomLayer(Layer):
     def _identity(x: np.ndarray):
         return x, lambda dy, need_dx=True: dy if need_dx else None
 
+    @staticmethod
+    def _times(y: np.ndarray, factor: np.ndarray):
+        """``(y, backward)`` for an output that is the input times ``factor`` (a mask or
+        noise, drawn for this batch): the gradient is ``dy * factor``."""
+
+        def backward(dy, need_dx=True):
+            if not need_dx:
+                return None
+            dy *= factor
+            return dy
+
+        return y, backward
+
     def training_state(self) -> dict[str, Any]:
         return {"rng": rng_state(self._rng)}
 

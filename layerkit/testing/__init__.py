@@ -1,5 +1,6 @@
-"""Helpers for people who write their own layers: ``check_gradients``."""
+"""Helpers for people who write their own layers: ``check_gradients``, and the central
+differences it uses (``numeric_gradient``)."""
 
-from .gradients import check_gradients
+from .gradients import check_gradients, numeric_gradient
 
-__all__ = ["check_gradients"]
+__all__ = ["check_gradients", "numeric_gradient"]

@@ -8,7 +8,7 @@ weight gradients of ``sum(layer(x) * g)`` with central differences.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,25 @@ def _float64_copy(layer: Layer) -> Layer:
     config["dtype"] = "float64"
     copy = layer_class(type(layer).__name__).from_config(config)
     return copy
+
+
+def numeric_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``d f() / d x`` by central differences, perturbing ``x`` in place, one element at
+    a time, and restoring it (so ``x`` can be a weight's live value array)."""
+    grad = np.zeros(x.shape, dtype=np.float64)
+    flat = x.reshape(-1)
+    if not np.shares_memory(flat, x):
+        raise ValueError("numeric_gradient needs a contiguous x (it perturbs x in place).")
+    flat_grad = grad.reshape(-1)
+    for i in range(flat.size):
+        original = flat[i]
+        flat[i] = original + eps
+        plus = f()
+        flat[i] = original - eps
+        minus = f()
+        flat[i] = original
+        flat_grad[i] = (plus - minus) / (2 * eps)
+    return grad
 
 
 def check_gradients(
@@ -86,17 +105,7 @@ def check_gradients(
         return float(np.sum(out * upstream))
 
     def numeric(array: np.ndarray) -> np.ndarray:
-        grad = np.zeros_like(array)
-        flat, flat_grad = array.reshape(-1), grad.reshape(-1)
-        for i in range(flat.size):
-            original = flat[i]
-            flat[i] = original + eps
-            plus = loss()
-            flat[i] = original - eps
-            minus = loss()
-            flat[i] = original
-            flat_grad[i] = (plus - minus) / (2 * eps)
-        return grad
+        return numeric_gradient(loss, array, eps)
 
     report: dict[str, float] = {}
     checks: list[tuple[str, np.ndarray, np.ndarray]] = []

@@ -8,44 +8,13 @@ and skip when MNIST is absent.
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from example_runs import EXAMPLES, mnist_folder, needs_mnist, run
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 STARTED_TRAINING = ("Epoch 1/", "(a) regression", "Model:")
-
-
-def mnist_folder() -> str | None:
-    for root in (os.environ.get("LAYERKIT_DATA"), str(ROOT.parent / "shared" / "data")):
-        if root and os.path.isdir(os.path.join(root, "mnist")):
-            return os.path.join(root, "mnist")
-    return None
-
-
-needs_mnist = pytest.mark.skipif(mnist_folder() is None, reason="no MNIST under $LAYERKIT_DATA")
-
-
-def run(
-    example: str, *args, cwd=None, timeout: float = 60, path=None
-) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    first = [str(path)] if path is not None else []
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first, str(ROOT), env.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "Agg"
-    return subprocess.run(
-        [sys.executable, str(EXAMPLES / example), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:

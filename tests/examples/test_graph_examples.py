@@ -7,15 +7,11 @@ a download); the tests skip when MNIST is absent. Each quick run takes a few sec
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from example_runs import mnist_folder, needs_mnist, run
 
 ROWS = (
     "same classifier from scratch",
@@ -34,31 +30,6 @@ TIMES = re.compile(
     r"^pretraining: (?P<pretrain>[0-9.]+) s per seed; frozen phase: (?P<plain>[0-9.]+) s "
     r"with cache_frozen=False, (?P<cached>[0-9.]+) s with cache_frozen=True"
 )
-
-
-# The same helpers as test_example_arguments.py (test files cannot import one another).
-def mnist_folder() -> str | None:
-    for root in (os.environ.get("LAYERKIT_DATA"), str(ROOT.parent / "shared" / "data")):
-        if root and os.path.isdir(os.path.join(root, "mnist")):
-            return os.path.join(root, "mnist")
-    return None
-
-
-needs_mnist = pytest.mark.skipif(mnist_folder() is None, reason="no MNIST under $LAYERKIT_DATA")
-
-
-def run(example: str, *args, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env["MPLBACKEND"] = "Agg"
-    return subprocess.run(
-        [sys.executable, str(ROOT / "examples" / example), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=cwd,
-    )
 
 
 def assert_refused(result: subprocess.CompletedProcess, message: str) -> None:
