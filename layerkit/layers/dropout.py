@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import check_number
 from .base import register_layer
 from .random_layer import RandomLayer
 
@@ -21,8 +20,7 @@ class Dropout(RandomLayer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(seed=seed, **kwargs)
-        # Keras allows rate=1; here it would divide by zero (1 / (1 - rate)).
-        self.rate = check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.rate = self._check_rate(rate)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:

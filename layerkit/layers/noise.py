@@ -51,7 +51,7 @@ class GaussianDropout(RandomLayer):
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(seed=seed, **kwargs)
-        self.rate = check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.rate = self._check_rate(rate)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
@@ -89,7 +89,7 @@ class AlphaDropout(RandomLayer):
         **kwargs: Any,
     ) -> None:
         super().__init__(seed=seed, **kwargs)
-        self.rate = check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        self.rate = self._check_rate(rate)
         if noise_shape is not None:
             raise ValueError(
                 "AlphaDropout(noise_shape=...) is not supported; layerkit drops units "

@@ -156,6 +156,16 @@ class BatchNormalization(Layer):
             return self._forward_2d(x, training and self._trainable)
         return self._forward_any(x, training)
 
+    def _move_statistics(self, mean: np.ndarray, variance: np.ndarray) -> None:
+        """``moving = moving * momentum + batch * (1 - momentum)``, as Keras 3."""
+        m = mean.dtype.type(self.momentum)
+        for moving, batch in (
+            (self.moving_mean.value, mean),
+            (self.moving_variance.value, variance),
+        ):
+            moving *= m
+            moving += (1 - m) * batch
+
     def _write_grads(self, gamma_grad: np.ndarray, beta_grad: np.ndarray) -> None:
         """Assigns (or, on a shared layer's later calls, adds) gamma's and beta's grads."""
         for parameter, grad in ((self.gamma, gamma_grad), (self.beta, beta_grad)):
@@ -184,12 +194,7 @@ class BatchNormalization(Layer):
             square = self._buffer("square", x.shape)
             np.multiply(centred, centred, out=square)
             variance = np.matmul(ones, square) / n
-            m = x.dtype.type(self.momentum)
-            moving_mean, moving_variance = self.moving_mean.value, self.moving_variance.value
-            moving_mean *= m
-            moving_mean += (1 - m) * mean
-            moving_variance *= m
-            moving_variance += (1 - m) * variance
+            self._move_statistics(mean, variance)
         else:
             np.subtract(x, self.moving_mean.value, out=centred)
             variance = self.moving_variance.value
@@ -275,12 +280,7 @@ class BatchNormalization(Layer):
                     x.dtype
                 )
                 np.subtract(x, mean.reshape(shape), out=xhat)
-            m = x.dtype.type(self.momentum)
-            moving_mean, moving_variance = self.moving_mean.value, self.moving_variance.value
-            moving_mean *= m
-            moving_mean += (1 - m) * mean
-            moving_variance *= m
-            moving_variance += (1 - m) * variance
+            self._move_statistics(mean, variance)
         else:
             mean, variance = self.moving_mean.value, self.moving_variance.value
             np.subtract(x, mean.reshape(shape), out=xhat)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..random import make_rng, rng_from_state, rng_state
-from ..validation import check_integer
+from ..validation import check_integer, check_number
 from .base import Layer
 
 
@@ -46,6 +46,11 @@ class RandomLayer(Layer):
         else:
             out[...] = self._rng.standard_normal(shape)
         return out
+
+    @staticmethod
+    def _check_rate(rate: Any) -> float:
+        """A drop rate in [0, 1); Keras allows 1, which would divide by zero here."""
+        return check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
 
     @staticmethod
     def _identity(x: np.ndarray):
