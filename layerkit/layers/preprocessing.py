@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..validation import check_number, numeric_array
+from ..validation import check_integer, check_number, numeric_array
 from .base import Layer, register_layer
 
 
@@ -26,6 +26,28 @@ def _axes(axis: Any) -> tuple[int, ...]:
     ):
         return tuple(int(a) for a in axis)
     raise TypeError(f"Expected axis to be an int, a tuple of ints or None. Received: axis={axis!r}")
+
+
+def _batches(data: Any, batch_size: int | None, steps: int | None):
+    """The chunks ``adapt`` reads: an array in chunks of rows, or the given batches."""
+    if batch_size is not None:
+        check_integer(batch_size, "batch_size", minimum=1)
+    if steps is not None:
+        check_integer(steps, "steps", minimum=1)
+    if (
+        isinstance(data, np.ndarray)
+        or not hasattr(data, "__iter__")
+        or isinstance(data, (list, tuple))
+    ):
+        array = numeric_array(data, "data")
+        size = batch_size or (1 << 16)
+        chunks = (array[i : i + size] for i in range(0, max(len(array), 1), size))
+    else:
+        chunks = iter(data)
+    for index, chunk in enumerate(chunks):
+        if steps is not None and index >= steps:
+            return
+        yield chunk
 
 
 @register_layer
@@ -120,28 +142,58 @@ class Normalization(Layer):
         self.mean = self.variance = None
 
     def adapt(self, data, batch_size: int | None = None, steps: int | None = None) -> None:
-        """Computes the mean and variance of ``data`` (an array of samples) over every
-        axis not kept, as Keras's ``adapt`` (population variance)."""
-        array = numeric_array(data, "data").astype(np.float64)
-        if array.ndim == 1:
-            array = array.reshape(-1, 1)
-        if array.shape[0] == 0:
-            raise ValueError("Expected a non-empty data to adapt to. Received: 0 samples")
-        if not np.all(np.isfinite(array)):
-            raise ValueError("Expected finite data to adapt to. Received: NaN or inf values")
+        """Computes the mean and variance of ``data`` over every axis not kept, as
+        Keras's ``adapt`` (the population variance).
+
+        ``data`` is an array of samples, read in chunks of ``batch_size`` rows (default
+        65,536: a float64 copy of one chunk at a time, whatever the data's size), or an
+        iterable of such arrays (a generator of batches, for data bigger than memory;
+        ``steps`` batches at most). The statistics are combined exactly (Chan et al.'s
+        pairwise update in float64) and assigned only once all the data is read.
+        """
+        batches = _batches(data, batch_size, steps)
+        count = 0
+        mean = m2 = None
+        kept = reduce = None
+        sample_shape = None
+        for index, batch in enumerate(batches):
+            where = "data" if isinstance(data, np.ndarray) else f"data batch {index}"
+            array = numeric_array(batch, where).astype(np.float64)
+            if array.ndim == 1:
+                array = array.reshape(-1, 1)
+            if array.shape[0] == 0:
+                continue
+            if not np.all(np.isfinite(array)):
+                raise ValueError(
+                    f"Expected finite {where} to adapt to. Received: NaN or inf values"
+                )
+            expected = tuple(self.input_shape[1:]) if self.built else sample_shape
+            if expected is not None and array.shape[1:] != expected:
+                raise ValueError(
+                    f"Normalization layer {self.name!r} expects samples of shape {expected}. "
+                    f"Received: {where} of shape {array.shape}"
+                )
+            if kept is None:
+                sample_shape = array.shape[1:]
+                kept = self._kept(array.ndim)
+                reduce = tuple(a for a in range(array.ndim) if a not in kept)
+            n = array.size // int(np.prod([array.shape[a] for a in kept], dtype=np.int64) or 1)
+            batch_mean = array.mean(axis=reduce, keepdims=True)[0]
+            batch_m2 = np.square(array - batch_mean).sum(axis=reduce, keepdims=True)[0]
+            if mean is None:
+                count, mean, m2 = n, batch_mean, batch_m2
+                continue
+            delta = batch_mean - mean
+            total = count + n
+            mean = mean + delta * (n / total)
+            m2 = m2 + batch_m2 + np.square(delta) * (count * n / total)
+            count = total
+        if mean is None:
+            raise ValueError("Expected non-empty data to adapt to. Received: 0 samples")
         if not self.built:
-            self.build((None, *array.shape[1:]))
-        elif tuple(self.input_shape[1:]) != array.shape[1:]:
-            raise ValueError(
-                f"Normalization layer {self.name!r} was built for samples of shape "
-                f"{self.input_shape[1:]}. Received: data of shape {array.shape}"
-            )
-        kept = self._kept(array.ndim)
-        reduce = tuple(a for a in range(array.ndim) if a not in kept)
-        mean = array.mean(axis=reduce, keepdims=True)[0]
-        variance = array.var(axis=reduce, keepdims=True)[0]
+            self.build((None, *sample_shape))
         self.mean.assign(mean.astype(self.dtype))
-        self.variance.assign(variance.astype(self.dtype))
+        self.variance.assign((m2 / count).astype(self.dtype))
         self.adapted = True
 
     def forward(self, x, training=False):
