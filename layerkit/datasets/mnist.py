@@ -23,6 +23,7 @@ import io
 import math
 import os
 import tempfile
+import tokenize
 import urllib.request
 import zipfile
 import zlib
@@ -61,7 +62,18 @@ _NUM_CLASSES = 10
 _CHUNK = 1 << 20
 _MAX_NPZ_RATIO = 1000  # deflate rarely beats 1000:1 on real images
 # What a damaged .npz can raise while numpy reads it.
-_NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
+# numpy parses a .npy header with Python's tokenizer, which raises its own error (not a
+# SyntaxError) on a damaged header.
+_NPZ_ERRORS = (
+    OSError,
+    ValueError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    SyntaxError,
+    tokenize.TokenError,
+)
 _GZIP_MAGIC = b"\x1f\x8b"
 # gzip reports damage through several unrelated exception types.
 _GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)

@@ -857,6 +857,9 @@ def aligned(stored: StoredLayer, layer) -> StoredLayer:
     only (Keras 3 stores ``vars/0, 1, ...``, and which weights exist can depend on the
     layer's options, such as BatchNormalization's ``center``): by position, in Keras's
     order, if the counts agree; otherwise as stored (the mismatch is then reported)."""
+    weights = layer.stored_weights(stored.weights)
+    if weights is not stored.weights:
+        stored = dataclasses.replace(stored, weights=weights)
     names = [p.name.split("/", 1)[1] for p in layer.weights]
     keys = list(stored.weights)
     if keys and len(keys) == len(names) and all(k.isdigit() for k in keys) and keys != names:

@@ -74,6 +74,11 @@ _EXPORTED = (
     lk_layers.Softmax,
     lk_layers.PReLU,
     lk_layers.BatchNormalization,
+    lk_layers.GaussianNoise,
+    lk_layers.GaussianDropout,
+    lk_layers.AlphaDropout,
+    lk_layers.Rescaling,
+    lk_layers.Normalization,
     *_MERGE_CLASSES,
 )
 _BATCH_NORM_WEIGHTS = ("beta", "gamma", "moving_mean", "moving_variance")
@@ -133,7 +138,9 @@ def save_keras(model, path: PathLike) -> str:
         model: a built layerkit ``Sequential``, or a graph (``lk.Model(inputs,
             outputs)``: several inputs and outputs, shared layers), of ``Dense``,
             ``Dropout``, ``Flatten``, ``Activation``, ``Reshape``, ``ReLU``,
-            ``LeakyReLU``, ``ELU``, ``Softmax``, ``PReLU``, ``InputLayer`` and (graphs)
+            ``LeakyReLU``, ``ELU``, ``Softmax``, ``PReLU``, ``BatchNormalization``,
+            ``GaussianNoise``, ``GaussianDropout``, ``AlphaDropout``, ``Rescaling``,
+            ``Normalization``, ``InputLayer`` and (graphs)
             the merge layers ``Concatenate``, ``Add``, ``Subtract``, ``Multiply``,
             ``Average``, ``Maximum``, ``Minimum`` and ``Dot``. A graph is written as a
             Keras Functional model.
@@ -232,8 +239,29 @@ def _describe(model) -> tuple[list[Layer], list[tuple[str, str, list[np.ndarray]
         snake = _SNAKE_CLASS[type(layer)]
         n = counts.get(snake, 0)
         counts[snake] = n + 1
-        entries.append((snake if n == 0 else f"{snake}_{n}", layer.name, layer.get_weights()))
+        entries.append((snake if n == 0 else f"{snake}_{n}", layer.name, _keras_weights(layer)))
     return layers, entries, graph
+
+
+def _keras_weights(layer: Layer) -> list[np.ndarray]:
+    """The variables Keras 3 gives ``layer``, in its order. A Normalization given
+    ``mean=``/``variance=`` has none (they are in its config); an adapted one has
+    ``mean`` and ``variance`` of the kept axes' shape and an int ``count``, which
+    Keras 3's adapt leaves at 0 (layerkit keeps no count either)."""
+    if not isinstance(layer, lk_layers.Normalization):
+        return layer.get_weights()
+    if layer.get_config()["mean"] is not None:
+        return []
+    mean, variance = _keras_statistics(layer)
+    return [mean, variance, np.array(0, dtype=np.int32)]
+
+
+def _keras_statistics(layer) -> tuple[np.ndarray, np.ndarray]:
+    """A Normalization's mean and variance in Keras's shape: the kept axes only (a
+    scalar for ``axis=None``), where layerkit keeps every sample axis (1 if reduced)."""
+    kept = layer._kept(len(layer.input_shape))
+    shape = tuple(int(layer.input_shape[a]) for a in kept)
+    return layer.mean.numpy().reshape(shape), layer.variance.numpy().reshape(shape)
 
 
 def _check_layer(layer: Layer) -> None:
@@ -393,6 +421,29 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
             "beta_constraint": None,
             "gamma_constraint": None,
             "synchronized": layer.synchronized,
+        }
+        return _layer_entry(name, config, layer.input_shape)
+    if isinstance(layer, lk_layers.GaussianNoise):
+        return _layer_entry(name, {**common, "stddev": layer.stddev, "seed": layer.seed})
+    if isinstance(layer, lk_layers.GaussianDropout):
+        return _layer_entry(name, {**common, "rate": layer.rate, "seed": layer.seed})
+    if isinstance(layer, lk_layers.AlphaDropout):
+        config = {**common, "rate": layer.rate, "seed": layer.seed, "noise_shape": None}
+        return _layer_entry(name, config)
+    if isinstance(layer, lk_layers.Rescaling):
+        config = {**common, "scale": layer.scale, "offset": layer.offset}
+        return _layer_entry(name, config, layer.input_shape)
+    if isinstance(layer, lk_layers.Normalization):
+        mean = variance = None
+        if layer.get_config()["mean"] is not None:
+            # Written as the statistics they broadcast to, in the shape Keras accepts.
+            mean, variance = (a.tolist() for a in _keras_statistics(layer))
+        config = {
+            **common,
+            "axis": list(layer.axis),  # Keras writes its tuple of kept axes; () for None
+            "invert": layer.invert,
+            "mean": mean,
+            "variance": variance,
         }
         return _layer_entry(name, config, layer.input_shape)
     if isinstance(layer, _MERGE_CLASSES):

@@ -76,6 +76,8 @@ _VAR_NAMES = {
     "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance"),
     "LayerNormalization": ("gamma", "beta"),
     "PReLU": ("alpha",),
+    # Keras 3 counts samples in ``count`` (never updated by its adapt, kept at 0).
+    "Normalization": ("mean", "variance", "count"),
 }
 # Group keys in Keras 3 files are the snake-case class name; only these are mapped back.
 _SNAKE_CLASSES = {
@@ -87,6 +89,7 @@ _SNAKE_CLASSES = {
     "batch_normalization": "BatchNormalization",
     "layer_normalization": "LayerNormalization",
     "p_re_lu": "PReLU",
+    "normalization": "Normalization",
 }
 
 
@@ -677,7 +680,19 @@ def _declared_input(layer: dict, cfg: dict) -> tuple[int | None, ...] | None:
 
 # Layers that keep the shape of their input and whose options load_keras reads from the
 # layer's own config (activation layers).
-SHAPE_PRESERVING = ("ReLU", "LeakyReLU", "ELU", "Softmax", "PReLU", "BatchNormalization")
+SHAPE_PRESERVING = (
+    "ReLU",
+    "LeakyReLU",
+    "ELU",
+    "Softmax",
+    "PReLU",
+    "BatchNormalization",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "Rescaling",
+    "Normalization",
+)
 # Merge layers (graph models only): several inputs, options read from the config.
 MERGE_CLASSES = (
     "Concatenate",
@@ -756,8 +771,9 @@ def keras_dense_layers(config: dict) -> list[dict]:
         feature shape the layer receives, without the batch axis, or ``None``). Dense
         adds ``units``, ``activation``, ``use_bias`` and ``input_dim`` (``None`` if not
         known); Dropout adds ``rate``; Activation adds ``activation``; Flatten, Reshape
-        and the activation layers (ReLU, LeakyReLU, ELU, Softmax, PReLU) add nothing
-        (their options are in their config).
+        and the activation layers (ReLU, LeakyReLU, ELU, Softmax, PReLU), the noise layers
+        (GaussianNoise, GaussianDropout, AlphaDropout), Rescaling and Normalization add
+        nothing (their options are in their config).
 
     Raises:
         ValueError: the model is not Sequential, or a layer class is unsupported (the

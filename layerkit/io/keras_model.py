@@ -8,7 +8,9 @@ file, matched by layer name. Neither Keras nor TensorFlow is needed: both are re
 Only what layerkit computes identically is accepted: ``Sequential`` models and
 Functional graphs (several inputs and outputs, shared layers) of ``Dense``, ``Dropout``,
 ``Flatten``, ``Activation``, ``Reshape``, the activation layers (``ReLU``, ``LeakyReLU``,
-``ELU``, ``Softmax``, ``PReLU``), the merge layers (``Concatenate``, ``Add``,
+``ELU``, ``Softmax``, ``PReLU``), ``BatchNormalization``, the noise layers
+(``GaussianNoise``, ``GaussianDropout``, ``AlphaDropout``), ``Rescaling``,
+``Normalization`` (Keras's ``count`` weight is dropped), the merge layers (``Concatenate``, ``Add``,
 ``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Minimum``, ``Dot``; graphs only)
 and ``InputLayer``, with layerkit's activations. Anything else is a ValueError naming
 the layer and the file, never an approximation.
@@ -21,6 +23,7 @@ graph would create are compared with the file's before the model is built.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import warnings
@@ -155,7 +158,18 @@ def load_keras(path: PathLike) -> Model:
         raise ValueError(
             f"Cannot build the model of {path} for inputs of shape {(None, *shape)}: {error}"
         ) from None
-    _assign_weights(model, stored, path)
+    normalizations = {
+        layer.name for layer in model.layers if isinstance(layer, lk_layers.Normalization)
+    }
+    shapes = {
+        layer.name: {p.name.split("/", 1)[1]: p.shape for p in layer.weights}
+        for layer in model.layers
+    }
+    stored = _keras_statistics(stored, shapes, normalizations)
+    configs = {
+        c.get("config", {}).get("name"): (c.get("class_name"), c.get("config")) for c in raw_layers
+    }
+    _assign_weights(model, stored, path, _fixed_statistics(configs))
     return model
 
 
@@ -465,6 +479,35 @@ def _make_other_layer(
                 synchronized=bool(cfg.get("synchronized", False)),
                 **common,
             )
+        if class_name in ("GaussianNoise", "GaussianDropout", "AlphaDropout"):
+            return _noise_layer(class_name, cfg, common)
+        if class_name == "Rescaling":
+            scale, offset = cfg.get("scale", 1.0), cfg.get("offset", 0.0)
+            for key, value in (("scale", scale), ("offset", offset)):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(
+                        f"{key}={value!r:.60}; layerkit's Rescaling takes one number "
+                        "(no per-channel scales)."
+                    )
+            return lk_layers.Rescaling(float(scale), float(offset), **common)
+        if class_name == "Normalization":
+            axis = cfg.get("axis", -1)
+            if isinstance(axis, list) and len(axis) == 1:
+                axis = axis[0]
+            mean, variance = cfg.get("mean"), cfg.get("variance")
+            # Keras takes scalar statistics (one for every kept position); layerkit's
+            # constructor wants arrays, which broadcast the same way.
+            mean, variance = (
+                [v] if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                for v in (mean, variance)
+            )
+            return lk_layers.Normalization(
+                axis=tuple(axis) if isinstance(axis, list) else axis,
+                mean=mean,
+                variance=variance,
+                invert=cfg.get("invert", False),
+                **common,
+            )
         if class_name == "Reshape":
             return lk_layers.Reshape(cfg.get("target_shape"), **common)
         if class_name == "Concatenate":
@@ -491,6 +534,53 @@ def _make_other_layer(
     return None
 
 
+def _noise_layer(class_name: str, cfg: dict, common: dict) -> Layer:
+    """GaussianNoise, GaussianDropout or AlphaDropout (identities in inference)."""
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        seed = None  # a Keras SeedGenerator config: layerkit draws its own
+    key = "stddev" if class_name == "GaussianNoise" else "rate"
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"invalid {key} {value!r:.60}, expected a number.")
+    if class_name == "GaussianNoise":
+        return lk_layers.GaussianNoise(float(value), seed=seed, **common)
+    if class_name == "GaussianDropout":
+        return lk_layers.GaussianDropout(float(value), seed=seed, **common)
+    if cfg.get("noise_shape") is not None:
+        raise ValueError(
+            f"noise_shape={cfg['noise_shape']!r}; layerkit's AlphaDropout drops every unit "
+            "independently."
+        )
+    return lk_layers.AlphaDropout(float(value), seed=seed, **common)
+
+
+def _fixed_statistics(layer_configs: dict[str, tuple[str, dict]]) -> set[str]:
+    """Names of the Normalization layers given ``mean=``/``variance=``: Keras keeps
+    those in the config and stores no weights for them."""
+    return {
+        name
+        for name, (class_name, cfg) in layer_configs.items()
+        if class_name == "Normalization" and isinstance(cfg, dict) and cfg.get("mean") is not None
+    }
+
+
+def _keras_statistics(
+    stored: list[StoredLayer], shapes: dict[str, dict[str, tuple]], normalizations: set[str]
+) -> list[StoredLayer]:
+    """``stored`` with Keras's Normalization weights in layerkit's form (see
+    ``Normalization.from_keras_weights``), checked against the planned shapes before
+    any layer is built."""
+    return [
+        dataclasses.replace(
+            s, weights=lk_layers.Normalization.from_keras_weights(s.weights, shapes.get(s.name, {}))
+        )
+        if s.name in normalizations
+        else s
+        for s in stored
+    ]
+
+
 def _input_feature_shape(specs: list[dict], stored: list[StoredLayer], path: str) -> tuple:
     """The shape of one input sample: declared in the config, else the first kernel's."""
     declared = specs[0]["input_shape"] if specs else None
@@ -512,8 +602,12 @@ def _input_feature_shape(specs: list[dict], stored: list[StoredLayer], path: str
     )
 
 
-def _assign_weights(model: Sequential, stored: list[StoredLayer], path: str) -> None:
-    """Copies every stored layer into the model layer of the same name, all or nothing."""
+def _assign_weights(
+    model: Sequential, stored: list[StoredLayer], path: str, fixed: set[str] = frozenset()
+) -> None:
+    """Copies every stored layer into the model layer of the same name, all or nothing;
+    the layers named in ``fixed`` (Normalization with ``mean=``) have theirs from the
+    config."""
     model_layers = {layer.name: layer for layer in model.layers}
     pairs = []
     for s in stored:
@@ -529,7 +623,11 @@ def _assign_weights(model: Sequential, stored: list[StoredLayer], path: str) -> 
             raise ValueError(f"Cannot load {path}: {problem}.")
         pairs.append((s, layer))
     restored = {s.name for s in stored}
-    missing = [layer.name for layer in model.layers if layer.weights and layer.name not in restored]
+    missing = [
+        layer.name
+        for layer in model.layers
+        if layer.weights and layer.name not in restored and layer.name not in fixed
+    ]
     if missing:
         # Random initial values would be silently wrong predictions.
         raise ValueError(
@@ -558,13 +656,19 @@ def _load_functional(config: dict, path: str) -> Model:
         if not message.startswith(path):
             message = f"Cannot load the Keras Functional model in {path}: {message}"
         raise ValueError(message) from None
-    stored = keras_files.read_keras_weights(path)
-    _check_weights_against_plan(checked.weight_shapes, stored, path)  # before any allocation
+    configs = {
+        spec["name"]: (spec["class_name"], spec.get("config", {})) for spec in lk_config["layers"]
+    }
+    fixed = _fixed_statistics(configs)
+    normalizations = {name for name, (cls, _) in configs.items() if cls == "Normalization"}
+    planned = {k: v for k, v in checked.weight_shapes.items() if k not in fixed}
+    stored = _keras_statistics(keras_files.read_keras_weights(path), planned, normalizations)
+    _check_weights_against_plan(planned, stored, path)  # before any allocation
     try:
         model = functional_config.model_from_config(lk_config)
     except (TypeError, ValueError) as error:  # checked above; kept for a clear message
         raise ValueError(f"Cannot build the Keras Functional model in {path}: {error}") from None
-    _assign_weights(model, stored, path)
+    _assign_weights(model, stored, path, fixed)
     return model
 
 

@@ -198,7 +198,7 @@ class Layer:
         """
         forward = getattr(type(self), "_parent_forward", type(self).forward)
         y, backward = forward(self, inputs, bool(training))
-        self._pending = (y, backward)
+        self._pending = (y, backward, inputs)
         return y
 
     def __call__(self, x, training: bool = False):
@@ -284,6 +284,11 @@ class Layer:
         """All weights, trainable or not (Keras 3's ``layer.variables``)."""
         return list(self._parameters)
 
+    def stored_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Weights read from a file (by name) in this layer's form, for layers that
+        another framework stores differently (Keras's Normalization ``count``)."""
+        return weights
+
     def check_weights(self, weights: dict[str, np.ndarray]) -> str | None:
         """Why values about to be loaded into this layer (by weight name) are invalid
         for it, or None: loading refuses them before anything is assigned."""
@@ -350,14 +355,15 @@ def _forward_through_call(self: Layer, x, training: bool = False, **kwargs: Any)
     y = self.call(x, training=training)
     pending = self._pending
     self._pending = None
-    if pending is None or pending[0] is not y:
+    if pending is None or pending[0] is not y or pending[2] is not x:
         raise TypeError(
             f"{type(self).__name__}.call must return the result of super().call(...) as "
-            "it is: layerkit differentiates the parent layer's computation, not numpy "
+            "it is, called on its own inputs: layerkit differentiates the parent layer's "
+            "computation, not numpy "
             "code around it. To compute something new, implement forward(x, training) "
             "returning (y, backward) (see docs/custom_layers.md)."
         )
-    return pending
+    return pending[0], pending[1]
 
 
 def _check_dtype(dtype: Any, layer: str) -> str:

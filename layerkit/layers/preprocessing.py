@@ -50,6 +50,23 @@ def _batches(data: Any, batch_size: int | None, steps: int | None):
         yield chunk
 
 
+def _statistic(value: Any, argument: str, dtype: str) -> np.ndarray:
+    """A mean or variance given to the constructor: a number or an array of numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Expected numbers for {argument}. Received: {argument}={value!r}")
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected numbers for {argument}. Received: {argument}={value!r:.60}"
+        ) from None
+    if not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"Expected finite numbers for {argument}. Received: {argument}={value!r:.60}"
+        )
+    return array.astype(dtype)
+
+
 @register_layer
 class Normalization(Layer):
     """Standardises features: ``(x - mean) / max(sqrt(variance), epsilon)``, as Keras 3.
@@ -89,8 +106,8 @@ class Normalization(Layer):
         self._fixed = None
         if mean is not None:
             self._fixed = (
-                numeric_array(mean, "mean").astype(self.dtype),
-                numeric_array(variance, "variance").astype(self.dtype),
+                _statistic(mean, "mean", self.dtype),
+                _statistic(variance, "variance", self.dtype),
             )
             if np.any(self._fixed[1] < 0):
                 raise ValueError("Expected variance >= 0 everywhere.")
@@ -140,6 +157,31 @@ class Normalization(Layer):
     def unbuild(self) -> None:
         super().unbuild()
         self.mean = self.variance = None
+
+    @staticmethod
+    def from_keras_weights(weights: dict[str, np.ndarray], shapes: dict[str, tuple]) -> dict:
+        """Keras's stored Normalization weights in layerkit's form: ``count`` (a sample
+        count Keras 3's adapt leaves at 0) dropped, and ``mean``/``variance`` of Keras's
+        shape (the kept axes only: ``(3,)`` for axis -1 of ``(n, 4, 3)`` inputs)
+        reshaped to layerkit's (every sample axis, 1 where reduced: ``(1, 3)``)."""
+        weights = dict(weights)
+        keys = list(weights)
+        if len(keys) == 3 and all(k.isdigit() for k in keys):
+            values = [weights[k] for k in sorted(keys, key=int)]
+            weights = dict(zip(("mean", "variance", "count"), values, strict=True))
+        count = weights.pop("count", None)
+        if count is not None and np.shape(count) != ():
+            weights["count"] = count  # not Keras's scalar: reported as a mismatch
+        for key in ("mean", "variance"):
+            array, shape = weights.get(key), shapes.get(key)
+            if array is not None and shape is not None and array.size == int(np.prod(shape)):
+                weights[key] = array.reshape(tuple(int(d) for d in shape))
+        return weights
+
+    def stored_weights(self, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.built:
+            return weights
+        return self.from_keras_weights(weights, self.weight_shapes(self.input_shape))
 
     def adapt(self, data, batch_size: int | None = None, steps: int | None = None) -> None:
         """Computes the mean and variance of ``data`` over every axis not kept, as

@@ -156,22 +156,41 @@ def test_loaded_graph_trains():
 
 
 @pytest.mark.parametrize("suffix", SOURCES)
-@pytest.mark.parametrize(
-    ("stem", "layer_class", "layer"),
-    [("selu_reg", "AlphaDropout", "")],
-)
-def test_unsupported_layers_are_refused_before_reading_weights(
-    monkeypatch, stem, suffix, layer_class, layer
-):
+def test_selu_reg_loads_with_its_regularizer_and_constraint_dropped(suffix):
+    # AlphaDropout is supported; the l2 kernel_regularizer and the max_norm
+    # kernel_constraint are dropped with a warning each (they change training only).
+    x, y, layer_names = io_data("selu_reg")
+    with pytest.warns(UserWarning, match="ignored") as caught:
+        model = lk.io.load_keras(FIXTURES / f"selu_reg{suffix}")
+    messages = " ".join(str(w.message) for w in caught)
+    assert "'dense': kernel_regularizer ignored" in messages
+    assert "'dense_1': kernel_constraint ignored" in messages
+    assert [layer.name for layer in model.layers] == layer_names
+    dropout = model.get_layer("alpha_dropout")
+    assert type(dropout) is lk.layers.AlphaDropout
+    assert dropout.rate == pytest.approx(0.1)
+    np.testing.assert_allclose(model.predict(x, verbose=0), y[0], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("suffix", SOURCES)
+def test_unsupported_layers_are_refused_before_reading_weights(monkeypatch, tmp_path, suffix):
+    def edit(config):
+        entry = next(
+            e for e in config["config"]["layers"] if e["config"].get("name") == "alpha_dropout"
+        )
+        entry["class_name"] = "SpatialDropout1D"
+        return config
+
+    path = rewrite(f"selu_reg{suffix}", tmp_path, edit)
+
     def refuse(path):
         raise AssertionError("the weights must not be read")
 
     monkeypatch.setattr(keras_files, "read_keras_weights", refuse)
-    path = FIXTURES / f"{stem}{suffix}"
-    with pytest.raises(ValueError, match=layer_class) as info:
+    with pytest.raises(ValueError, match="SpatialDropout1D") as info:
         lk.io.load_keras(path)
     assert str(path) in str(info.value)
-    assert f"'{layer or 'alpha_dropout'}'" in str(info.value)
+    assert "'alpha_dropout'" in str(info.value)
 
 
 def test_unsupported_layer_in_a_graph_is_named(tmp_path, no_building):
