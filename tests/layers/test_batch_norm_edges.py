@@ -60,3 +60,17 @@ def test_variables_and_non_trainable_weights_hold_the_statistics(fresh_session):
     ]
     lk.backend.clear_session()
     assert lk.layers.Dense(1).name == "dense"
+
+
+class _ThreeRanks:
+    size = 3
+
+
+def test_distributed_batch_norm_needs_rows_of_every_batch_on_every_rank(fresh_session):
+    model = _model()
+    # 10 samples in batches of 4: the last batch has 2 rows for 3 ranks.
+    with pytest.raises(ValueError, match="a batch of 2 rows leaves some rank without any"):
+        model._check_synchronized_batches(_ThreeRanks(), samples=10, batch=4)
+    model._check_synchronized_batches(_ThreeRanks(), samples=12, batch=4)  # 4, 4, 4: fine
+    model.get_layer("bn").trainable = False  # frozen: no statistics summed, no constraint
+    model._check_synchronized_batches(_ThreeRanks(), samples=10, batch=2)
