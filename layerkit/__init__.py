@@ -10,6 +10,7 @@ from . import (
     activations,
     backend,
     callbacks,
+    constraints,
     datasets,
     distributed,
     initializers,
@@ -20,6 +21,7 @@ from . import (
     models,
     optim,
     optimizers,
+    regularizers,
     testing,
     utils,
 )
@@ -33,6 +35,7 @@ __all__ = [
     "activations",
     "backend",
     "callbacks",
+    "constraints",
     "datasets",
     "distributed",
     "initializers",
@@ -44,6 +47,7 @@ __all__ = [
     "models",
     "optim",
     "optimizers",
+    "regularizers",
     "testing",
     "utils",
 ]

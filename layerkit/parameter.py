@@ -62,9 +62,11 @@ class Parameter:
     __slots__ = (
         "_trainable_source",
         "arena",
+        "constraint",
         "grad",
         "name",
         "offset",
+        "regularizer",
         "statistic",
         "value",
         "version",
@@ -81,6 +83,9 @@ class Parameter:
         # A statistic (BatchNormalization's moving mean) is never trained: the layer
         # updates it itself, and no optimizer keeps state for it.
         self.statistic = bool(statistic)
+        # lk.regularizers / lk.constraints objects (or None), set by the layer.
+        self.regularizer = None
+        self.constraint = None
         self.value = value
         self.grad = np.zeros_like(value)
         self.arena: Arena | None = None

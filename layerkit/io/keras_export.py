@@ -353,6 +353,22 @@ def _layer_entry(class_name: str, config: dict[str, Any], build_shape=None) -> d
     return entry
 
 
+def _keras_object(module: str, value: Any) -> dict[str, Any] | None:
+    """A regularizer or constraint in Keras 3's serialized form (same class names and
+    config keys as layerkit's)."""
+    if value is None:
+        return None
+    config = value.get_config()
+    if isinstance(config.get("axis"), tuple):
+        config["axis"] = list(config["axis"])
+    return {
+        "module": f"keras.{module}",
+        "class_name": type(value).__name__,
+        "config": config,
+        "registered_name": None,
+    }
+
+
 def _layer_config(layer: Layer) -> dict[str, Any]:
     common = {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(layer.dtype)}
     if isinstance(layer, Dense):
@@ -363,10 +379,10 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
             "use_bias": layer.use_bias,
             "kernel_initializer": _keras_initializer(layer.kernel_initializer),
             "bias_initializer": _keras_initializer(layer.bias_initializer),
-            "kernel_regularizer": None,
-            "bias_regularizer": None,
-            "kernel_constraint": None,
-            "bias_constraint": None,
+            "kernel_regularizer": _keras_object("regularizers", layer.kernel_regularizer),
+            "bias_regularizer": _keras_object("regularizers", layer.bias_regularizer),
+            "kernel_constraint": _keras_object("constraints", layer.kernel_constraint),
+            "bias_constraint": _keras_object("constraints", layer.bias_constraint),
         }
         return _layer_entry("Dense", config, layer.input_shape)
     if isinstance(layer, Dropout):

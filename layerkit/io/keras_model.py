@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
-from .. import activations, initializers
+from .. import activations, constraints, initializers, regularizers
 from .. import layers as lk_layers
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
 from ..layers.base import check_name, serialize
@@ -351,11 +351,23 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
                     f"{where} has {option}={cfg[option]!r}, which changes its weights; "
                     "layerkit supports plain Dense layers only."
                 )
-        ignored = [option for option in _TRAINING_ONLY_DENSE_OPTIONS if cfg.get(option)]
+        # Keras's L1/L2/L1L2 and MaxNorm/NonNeg/UnitNorm/MinMaxNorm carry over; anything
+        # else only changes training and is dropped with a warning.
+        kept: dict[str, Any] = {}
+        ignored = []
+        for option in _TRAINING_ONLY_DENSE_OPTIONS:
+            value = cfg.get(option)
+            if not value:
+                continue
+            translated = _penalty_or_constraint(option, value)
+            if translated is None:
+                ignored.append(option)
+            else:
+                kept[option] = translated
         if ignored:
             warnings.warn(
-                f"{where}: {', '.join(ignored)} ignored (layerkit has no regularizers or "
-                "constraints); predictions are the same, further training is not.",
+                f"{where}: {', '.join(ignored)} ignored (not a regularizer or constraint "
+                "layerkit has); predictions are the same, further training is not.",
                 stacklevel=3,
             )
         return Dense(
@@ -366,6 +378,7 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
             bias_initializer=_initializer(cfg.get("bias_initializer"), "zeros"),
             name=name,
             trainable=trainable,
+            **kept,
         )
     if class_name == "Dropout":
         if cfg.get("noise_shape") is not None:
@@ -400,6 +413,18 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
         # keras_layer_spec refuses every other class; this guards against it growing.
         raise ValueError(f"{where}: unsupported Keras layer class {class_name!r}.")
     return layer
+
+
+def _penalty_or_constraint(option: str, value: Any) -> Any:
+    """The layerkit regularizer or constraint of a Keras config entry, else None (an
+    activity regularizer, or a class layerkit does not have)."""
+    if option == "activity_regularizer" or not isinstance(value, dict):
+        return None
+    module = regularizers if option.endswith("regularizer") else constraints
+    try:
+        return module.get({"class_name": value.get("class_name"), "config": value.get("config")})
+    except (TypeError, ValueError):
+        return None
 
 
 def _number(cfg: dict, key: str, default: Any, where: str, allow_none: bool = False) -> Any:

@@ -157,13 +157,24 @@ class Layer:
         self.built = False
         self.input_shape = self.output_shape = None
 
-    def add_weight(self, name: str, shape: tuple, initializer, trainable: bool = True) -> Parameter:
+    def add_weight(
+        self,
+        name: str,
+        shape: tuple,
+        initializer,
+        trainable: bool = True,
+        regularizer=None,
+        constraint=None,
+    ) -> Parameter:
         """Creates a weight; ``trainable=False`` makes a statistic that the layer updates
-        itself (never trained, whatever the layer's flag; no optimizer state)."""
+        itself (never trained, whatever the layer's flag; no optimizer state). A
+        ``regularizer`` adds its penalty to the loss, a ``constraint`` projects the
+        weight after each update (``lk.regularizers``, ``lk.constraints``)."""
         value = initializer(shape, dtype=self.dtype)
         parameter = Parameter(
             f"{self.name}/{name}", value, lambda: self._trainable, statistic=not trainable
         )
+        parameter.regularizer, parameter.constraint = regularizer, constraint
         self._parameters.append(parameter)
         return parameter
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import activations, constraints, initializers, regularizers
 from ..validation import check_integer
 from .base import Layer, register_layer
 
@@ -50,6 +50,11 @@ class Dense(Layer):
         bias_initializer: str | initializers.Initializer = "zeros",
         name: str | None = None,
         input_dim: int | None = None,
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
         **kwargs: Any,
     ) -> None:
         if input_dim is not None:
@@ -64,6 +69,15 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
+        if activity_regularizer is not None:
+            raise ValueError(
+                "Dense(activity_regularizer=...) is not supported yet (penalties on a "
+                f"layer's outputs). Received: activity_regularizer={activity_regularizer!r:.80}"
+            )
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
+        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
         self.kernel = None
         self.bias = None
 
@@ -81,9 +95,21 @@ class Dense(Layer):
 
     def build(self, input_shape) -> None:
         shapes = self.weight_shapes(input_shape)
-        self.kernel = self.add_weight("kernel", shapes["kernel"], self.kernel_initializer)
+        self.kernel = self.add_weight(
+            "kernel",
+            shapes["kernel"],
+            self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
         if self.use_bias:
-            self.bias = self.add_weight("bias", shapes["bias"], self.bias_initializer)
+            self.bias = self.add_weight(
+                "bias",
+                shapes["bias"],
+                self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
+            )
         super().build(input_shape)
 
     def unbuild(self) -> None:
@@ -134,4 +160,11 @@ class Dense(Layer):
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
         )
+        # Only when set: configs without them stay as they were (and as older files).
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = regularizers.serialize(getattr(self, key))
+        for key in ("kernel_constraint", "bias_constraint"):
+            if getattr(self, key) is not None:
+                config[key] = constraints.serialize(getattr(self, key))
         return config

@@ -75,12 +75,14 @@ class Pass:
     __slots__ = (
         "backward",
         "backward_ops",
+        "constrained",
         "forward",
         "forward_ops",
         "fused",
         "grad_slots",
         "logits",
         "params",
+        "regularized",
         "sources",
     )
 
@@ -92,6 +94,9 @@ class Pass:
             params,
             fused,
         )
+        # The trainable weights with a penalty or a constraint (usually none).
+        self.regularized = tuple(p for p in params if p.regularizer is not None)
+        self.constrained = tuple(p for p in params if p.constraint is not None)
         # What the loops read, unpacked once. A layer called once in the pass keeps the
         # buffers of whatever call it last ran (None: no need to set ``_call``).
         calls_of: dict[int, int] = {}

@@ -48,8 +48,11 @@ class StepMixin:
         )
         if step.trains:
             plan.run_backward(step, backs, grads)
+            if step.regularized:
+                total += _add_penalties(step.regularized, scale)
             if update:
                 self.optimizer.apply(step.params)
+                _constrain(step.constrained)
         if self._objectives.metrics:
             outs = self._metric_outputs(step, outs)
         return total, per_output, outs
@@ -67,6 +70,7 @@ class StepMixin:
                 grads[...] = 0.0
             strategy.allreduce_gradients(grads)
         self.optimizer.apply(params)
+        _constrain(self._train_pass(sources).constrained)
 
     def _grad_buffers(self, params: tuple) -> tuple[np.ndarray, ...]:
         """The gradient memory of ``params`` as few contiguous arrays as possible: one
@@ -85,3 +89,22 @@ class StepMixin:
             self._grad_spans.clear()
         self._grad_spans[id(params)] = (params, buffers)
         return buffers
+
+
+def _add_penalties(parameters, scale: float | None) -> float:
+    """Adds each weight's penalty gradient to its gradient (times ``scale``: the ranks'
+    shares sum to one penalty) and returns the sum of the penalties."""
+    total = 0.0
+    for p in parameters:
+        total += p.regularizer(p.value)
+        grad = p.regularizer.gradient(p.value)
+        if scale is not None:
+            grad *= p.dtype.type(scale)
+        p.grad += grad
+    return total
+
+
+def _constrain(parameters) -> None:
+    """Projects the constrained weights after an update, as Keras."""
+    for p in parameters:
+        p.constraint.apply_(p.value)

@@ -92,6 +92,12 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             self._resolve_metrics()
             self.optimizer.build(self._optimized_weights())
 
+    @property
+    def losses(self) -> list[float]:
+        """The weight penalties (``kernel_regularizer=...``) of the trainable weights,
+        which training and ``evaluate`` add to the loss, as Keras's ``model.losses``."""
+        return [p.regularizer(p.value) for p in self.weights if p.regularizer and p.trainable]
+
     def _optimized_weights(self) -> list:
         """The weights an optimizer keeps state for: all but statistics (frozen layers'
         too, so that unfreezing resumes their state)."""
@@ -468,6 +474,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             first, stop = strategy.shard(data.rows(x))
             x, y = [a[first:stop] for a in x], data.split_rows(y, first, stop)
         n = data.rows(x)
+        penalty = sum(self.losses)  # the weights do not change while evaluating
         hooks = callback_list is not None and callback_list.wants_test_batch_hooks
         if callback_list is not None:
             callback_list.on_test_begin({})
@@ -480,7 +487,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             outs = [values[slot] for slot in plan.outputs]
             yb = data.split_rows(y, lo, hi)
             value, per_output, _ = objectives.values_and_grads(yb, outs, step.fused, False)
-            total += value * (hi - lo)
+            total += (value + penalty) * (hi - lo)
             if objectives.states:
                 objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo)
             if hooks:

@@ -46,6 +46,9 @@ CONFIGS = {
     # BatchNormalization: statistics of the global batch (summed over the ranks in the
     # forward and the backward), so the moving statistics and weights match one process.
     "batch_norm": dict(n=96, classes=3, batch=16, epochs=2, optimizer="adam", batch_norm=True),
+    # Weight penalties (their gradient added once over the ranks) and a max-norm
+    # constraint (applied after the same update on every rank).
+    "regularized": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", regularized=True),
     # Trained a little alone first; then rank 1 has other automatic layer names and an
     # optimizer state laid out (and counted) differently: fit must start it from rank 0's.
     "skewed_rank_1": dict(n=64, classes=3, batch=16, epochs=2, optimizer="adam", skew=True),
@@ -60,8 +63,18 @@ def make_data(n: int, classes: int | None, seed: int) -> tuple[np.ndarray, np.nd
     return x, rng.integers(0, classes, n)
 
 
-def build(classes: int | None, dropout: float = 0.0, batch_norm: bool = False) -> lk.Sequential:
-    layers = [lk.layers.Input((12,)), lk.layers.Dense(16, activation="relu", name="hidden1")]
+def build(
+    classes: int | None, dropout: float = 0.0, batch_norm: bool = False, regularized: bool = False
+) -> lk.Sequential:
+    options = (
+        {"kernel_regularizer": lk.regularizers.L1L2(0.01, 0.02), "kernel_constraint": "max_norm"}
+        if regularized
+        else {}
+    )
+    layers = [
+        lk.layers.Input((12,)),
+        lk.layers.Dense(16, activation="relu", name="hidden1", **options),
+    ]
     if batch_norm:
         layers.append(lk.layers.BatchNormalization(momentum=0.9, name="bn"))
     if dropout:
@@ -120,7 +133,11 @@ def train(name: str, strategy) -> dict:
             metrics={"label": ["accuracy"], "value": ["mae"]},
         )
     else:
-        model = build(classes, batch_norm=config.get("batch_norm", False))
+        model = build(
+            classes,
+            batch_norm=config.get("batch_norm", False),
+            regularized=config.get("regularized", False),
+        )
         if classes is None:
             loss, metrics = "mse", ["mae"]
         else:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -156,19 +157,24 @@ def test_loaded_graph_trains():
 
 
 @pytest.mark.parametrize("suffix", SOURCES)
-def test_selu_reg_loads_with_its_regularizer_and_constraint_dropped(suffix):
-    # AlphaDropout is supported; the l2 kernel_regularizer and the max_norm
-    # kernel_constraint are dropped with a warning each (they change training only).
+def test_selu_reg_loads_with_its_regularizer_and_constraint(suffix):
+    # AlphaDropout, the l2 kernel_regularizer and the max_norm kernel_constraint all carry
+    # over: the penalty equals the one Keras computed for the stored weights.
     x, y, layer_names = io_data("selu_reg")
-    with pytest.warns(UserWarning, match="ignored") as caught:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped
         model = lk.io.load_keras(FIXTURES / f"selu_reg{suffix}")
-    messages = " ".join(str(w.message) for w in caught)
-    assert "'dense': kernel_regularizer ignored" in messages
-    assert "'dense_1': kernel_constraint ignored" in messages
     assert [layer.name for layer in model.layers] == layer_names
     dropout = model.get_layer("alpha_dropout")
     assert type(dropout) is lk.layers.AlphaDropout
     assert dropout.rate == pytest.approx(0.1)
+    assert model.get_layer("dense").kernel_regularizer.get_config() == {"l2": 0.01}
+    assert model.get_layer("dense_1").kernel_constraint.get_config() == {
+        "max_value": 1.0,
+        "axis": 0,
+    }
+    reg_loss = float(np.load(FIXTURES / "selu_reg.io.npz")["reg_loss"])
+    assert sum(model.losses) == pytest.approx(reg_loss, rel=1e-6)
     np.testing.assert_allclose(model.predict(x, verbose=0), y[0], rtol=RTOL, atol=ATOL)
 
 

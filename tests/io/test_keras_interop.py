@@ -274,16 +274,21 @@ def test_load_keras_refuses_options_that_change_the_weights(tmp_path, option, va
     assert "'dense'" in str(info.value)
 
 
-def test_load_keras_warns_about_dropped_regularizers_and_keeps_trainable_flags(tmp_path):
+def test_load_keras_keeps_regularizers_warns_about_unknown_ones_and_keeps_trainable_flags(
+    tmp_path,
+):
     def edit(config):
         dense = config["config"]["layers"][1]["config"]
         dense["kernel_regularizer"] = {"class_name": "L2", "config": {"l2": 0.01}}
+        dense["bias_regularizer"] = {"class_name": "OrthogonalRegularizer", "config": {}}
         dense["trainable"] = False
         return config
 
     path = rewrite_archive(FIXTURES / "default_names.keras", tmp_path / "r.keras", edit)
-    with pytest.warns(UserWarning, match="kernel_regularizer ignored"):
+    with pytest.warns(UserWarning, match="bias_regularizer ignored"):
         model = lk.io.load_keras(path)
+    assert model.layers[0].kernel_regularizer.get_config() == {"l2": 0.01}
+    assert model.layers[0].bias_regularizer is None
     assert [layer.trainable for layer in model.layers] == [False, True, True]
     x, y = io_pair("default_names")
     np.testing.assert_allclose(model.predict(x, verbose=0), y, rtol=RTOL, atol=ATOL)
