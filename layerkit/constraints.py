@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import backend
-from .registry import lookup
+from .registry import get_object
 from .validation import check_integer, check_number
 
 
@@ -130,22 +130,7 @@ _BY_NAME.update({name.lower(): cls for name, cls in _CLASSES.items()})
 
 def get(identifier: Any, argument: str = "constraint") -> Constraint | None:
     """A constraint from None, a name, an object or a :func:`serialize` config."""
-    if identifier is None or isinstance(identifier, Constraint):
-        return identifier
-    if isinstance(identifier, str):
-        return lookup(_BY_NAME, identifier, "constraint", argument)()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValueError(f"Invalid constraint config. Received: {argument}={identifier!r:.200}")
-        try:
-            return _CLASSES[identifier["class_name"]].from_config(config)
-        except TypeError as error:
-            raise ValueError(f"Invalid constraint config for {argument}: {error}") from None
-    raise TypeError(
-        "Expected a constraint name, object or None. "
-        f"Received: {argument}={identifier!r:.100} of type {type(identifier).__name__}"
-    )
+    return get_object(identifier, Constraint, _CLASSES, _BY_NAME, "constraint", argument)
 
 
 def serialize(constraint: Constraint | None) -> dict[str, Any] | None:

@@ -25,6 +25,39 @@ def lookup(table: Mapping[str, Any], name: str, kind: str, argument: str) -> Any
         ) from None
 
 
+def get_object(
+    identifier: Any,
+    base: type,
+    classes: Mapping[str, type],
+    by_name: Mapping[str, type],
+    kind: str,
+    argument: str,
+) -> Any:
+    """None, an instance of ``base``, a name in ``by_name`` (made with its defaults), or a
+    ``{"class_name", "config"}`` dict of one of ``classes`` (made from its config): the
+    one lookup of the option objects (regularizers, constraints) layers take.
+
+    Raises:
+        ValueError: an unknown name or a malformed config; TypeError: anything else.
+    """
+    if identifier is None or isinstance(identifier, base):
+        return identifier
+    if isinstance(identifier, str):
+        return lookup(by_name, identifier, kind, argument)()
+    if isinstance(identifier, dict) and identifier.get("class_name") in classes:
+        config = identifier.get("config") or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"Invalid {kind} config. Received: {argument}={identifier!r:.200}")
+        try:
+            return classes[identifier["class_name"]].from_config(config)
+        except TypeError as error:
+            raise ValueError(f"Invalid {kind} config for {argument}: {error}") from None
+    raise TypeError(
+        f"Expected a {kind} name, object or None. "
+        f"Received: {argument}={identifier!r:.100} of type {type(identifier).__name__}"
+    )
+
+
 _MODEL_CLASSES: dict[str, type] = {}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .registry import lookup
+from .registry import get_object
 from .validation import check_number
 
 
@@ -96,24 +96,7 @@ _BY_NAME = {"l1": L1, "l2": L2, "l1_l2": L1L2, "l1l2": L1L2}
 
 def get(identifier: Any, argument: str = "regularizer") -> Regularizer | None:
     """A regularizer from None, a name, an object or a :func:`serialize` config."""
-    if identifier is None or isinstance(identifier, Regularizer):
-        return identifier
-    if isinstance(identifier, str):
-        return lookup(_BY_NAME, identifier, "regularizer", argument)()
-    if isinstance(identifier, dict) and identifier.get("class_name") in _CLASSES:
-        config = identifier.get("config") or {}
-        if not isinstance(config, dict):
-            raise ValueError(
-                f"Invalid regularizer config. Received: {argument}={identifier!r:.200}"
-            )
-        try:
-            return _CLASSES[identifier["class_name"]].from_config(config)
-        except TypeError as error:
-            raise ValueError(f"Invalid regularizer config for {argument}: {error}") from None
-    raise TypeError(
-        "Expected a regularizer name, object or None. "
-        f"Received: {argument}={identifier!r:.100} of type {type(identifier).__name__}"
-    )
+    return get_object(identifier, Regularizer, _CLASSES, _BY_NAME, "regularizer", argument)
 
 
 def serialize(regularizer: Regularizer | None) -> dict[str, Any] | None:
