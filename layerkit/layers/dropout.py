@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from .base import register_layer
-from .random_layer import RandomLayer
+from .random_layer import RateLayer
 
 
 @register_layer
-class Dropout(RandomLayer):
+class Dropout(RateLayer):
     """Sets a fraction ``rate`` of inputs to 0 while training, scaling the rest by 1/(1-rate).
 
     Active only while training (``fit``, ``train_on_batch``, ``compute_gradients``);
     the identity in ``predict`` and ``evaluate``.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(seed=seed, **kwargs)
-        self.rate = self._check_rate(rate)
-
-    def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
-            return self._identity(x)
+    def _active(self, x):
         keep = self._uniform(x.shape, x.dtype)
         # keep := 1/(1-rate) where the unit survives, else 0.
         np.greater_equal(keep, self.rate, out=keep, casting="unsafe")
@@ -32,8 +24,3 @@ class Dropout(RandomLayer):
         y = self._buffer("y", x.shape)
         np.multiply(x, keep, out=y)
         return self._times(y, keep)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(rate=self.rate, seed=self.seed)
-        return config

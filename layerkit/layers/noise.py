@@ -11,7 +11,7 @@ import numpy as np
 
 from ..validation import check_number
 from .base import register_layer
-from .random_layer import RandomLayer
+from .random_layer import RandomLayer, RateLayer
 
 # SELU's constants (Klambauer et al. 2017), as Keras writes them.
 _SELU_ALPHA = 1.6732632423543772848170429916717
@@ -45,17 +45,11 @@ class GaussianNoise(RandomLayer):
 
 
 @register_layer
-class GaussianDropout(RandomLayer):
+class GaussianDropout(RateLayer):
     """Multiplies inputs by Gaussian noise of mean 1 and standard deviation
     ``sqrt(rate / (1 - rate))`` while training."""
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
-        super().__init__(seed=seed, **kwargs)
-        self.rate = self._check_rate(rate)
-
-    def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
-            return self._identity(x)
+    def _active(self, x):
         noise = self._normal(x.shape, x.dtype)
         noise *= x.dtype.type(math.sqrt(self.rate / (1.0 - self.rate)))
         noise += 1
@@ -63,14 +57,9 @@ class GaussianDropout(RandomLayer):
         np.multiply(x, noise, out=y)
         return self._times(y, noise)
 
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["rate"] = self.rate
-        return config
-
 
 @register_layer
-class AlphaDropout(RandomLayer):
+class AlphaDropout(RateLayer):
     """Dropout for SELU networks: dropped units are set to SELU's negative saturation
     value, and an affine map keeps the mean and variance of the inputs (Keras 3's
     formula), so that ``activation="selu"`` with ``lecun_normal`` stays self-normalising.
@@ -88,8 +77,7 @@ class AlphaDropout(RandomLayer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(seed=seed, **kwargs)
-        self.rate = self._check_rate(rate)
+        super().__init__(rate, seed=seed, **kwargs)
         if noise_shape is not None:
             raise ValueError(
                 "AlphaDropout(noise_shape=...) is not supported; layerkit drops units "
@@ -97,9 +85,7 @@ class AlphaDropout(RandomLayer):
             )
         self.noise_shape = None
 
-    def forward(self, x, training=False):
-        if not training or self.rate == 0.0:
-            return self._identity(x)
+    def _active(self, x):
         rate = self.rate
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
         a = ((1 - rate) * (1 + rate * alpha_p**2)) ** -0.5
@@ -117,5 +103,5 @@ class AlphaDropout(RandomLayer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(rate=self.rate, noise_shape=None)
+        config["noise_shape"] = None
         return config

@@ -48,11 +48,6 @@ class RandomLayer(Layer):
         return out
 
     @staticmethod
-    def _check_rate(rate: Any) -> float:
-        """A drop rate in [0, 1); Keras allows 1, which would divide by zero here."""
-        return check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
-
-    @staticmethod
     def _identity(x: np.ndarray):
         return x, lambda dy, need_dx=True: dy if need_dx else None
 
@@ -79,4 +74,32 @@ class RandomLayer(Layer):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["seed"] = self.seed
+        return config
+
+
+class RateLayer(RandomLayer):
+    """A random layer with a drop ``rate`` (Dropout, GaussianDropout, AlphaDropout): the
+    identity in inference or at rate 0, else :meth:`_active`.
+
+    Args:
+        rate: in [0, 1) (Keras allows 1, which would divide by zero here).
+        seed: as :class:`RandomLayer`.
+    """
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.rate = check_number(rate, "rate", minimum=0.0, maximum=1.0, exclusive_maximum=True)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            return self._identity(x)
+        return self._active(x)
+
+    def _active(self, x: np.ndarray):
+        """``(y, backward)`` while training with a rate above 0."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["rate"] = self.rate
         return config
