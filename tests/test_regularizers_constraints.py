@@ -124,5 +124,15 @@ def test_bad_arguments_name_themselves():
         lk.layers.Dense(2, kernel_regularizer="l3")
     with pytest.raises(TypeError, match="kernel_constraint"):
         lk.layers.Dense(2, kernel_constraint=3)
-    with pytest.raises(ValueError, match="activity_regularizer"):
-        lk.layers.Dense(2, activity_regularizer="l2")
+    with pytest.raises(TypeError, match="activity_regularizer"):
+        lk.layers.Dense(2, activity_regularizer=3)
+    with pytest.raises(ValueError, match="l1"):
+        lk.regularizers.L1L2(l1=float("nan"))
+    with pytest.raises(ValueError, match="factor"):
+        lk.regularizers.OrthogonalRegularizer(float("inf"))
+    with pytest.raises(ValueError, match="mode"):
+        lk.regularizers.OrthogonalRegularizer(mode="diagonal")
+    with pytest.raises(ValueError, match="gamma_regularizer"):
+        lk.layers.BatchNormalization(gamma_regularizer="l7")
+    with pytest.raises(TypeError, match="alpha_constraint"):
+        lk.layers.PReLU(alpha_constraint=1.5)

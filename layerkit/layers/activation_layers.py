@@ -190,7 +190,8 @@ class PReLU(Layer):
 
     Args:
         alpha_initializer: name or ``lk.initializers`` object (default zeros, as Keras).
-        alpha_regularizer, alpha_constraint: only ``None`` (layerkit has neither yet).
+        alpha_regularizer, alpha_constraint: a penalty and a constraint on ``alpha``
+            (``lk.regularizers``, ``lk.constraints``).
         shared_axes: input axes (1 = the first after the batch axis) along which one
             ``alpha`` is shared; ``alpha``'s shape is ``input_shape[1:]`` with 1 there.
     """
@@ -198,21 +199,15 @@ class PReLU(Layer):
     def __init__(
         self,
         alpha_initializer: str | initializers.Initializer = "zeros",
-        alpha_regularizer: None = None,
-        alpha_constraint: None = None,
+        alpha_regularizer: Any = None,
+        alpha_constraint: Any = None,
         shared_axes: int | list[int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**_keras_name(kwargs, "p_re_lu"))
-        for argument, value in (
-            ("alpha_regularizer", alpha_regularizer),
-            ("alpha_constraint", alpha_constraint),
-        ):
-            if value is not None:
-                raise ValueError(
-                    f"layerkit's PReLU supports no {argument} yet. Received: "
-                    f"{argument}={value!r:.100}; expected None."
-                )
+        self._set_weight_options(
+            {"alpha_regularizer": alpha_regularizer, "alpha_constraint": alpha_constraint}
+        )
         self.alpha_initializer = initializers.get(alpha_initializer, "alpha_initializer")
         if shared_axes is None:
             self.shared_axes = None
@@ -250,7 +245,13 @@ class PReLU(Layer):
 
     def build(self, input_shape) -> None:
         shape = self.weight_shapes(input_shape)["alpha"]
-        self.alpha = self.add_weight("alpha", shape, self.alpha_initializer)
+        self.alpha = self.add_weight(
+            "alpha",
+            shape,
+            self.alpha_initializer,
+            regularizer=self.alpha_regularizer,
+            constraint=self.alpha_constraint,
+        )
         # dalpha sums over the batch axis and the shared axes.
         self._reduce_axes = (0, *sorted(set(self.shared_axes or [])))
         super().build(input_shape)
@@ -293,4 +294,5 @@ class PReLU(Layer):
             alpha_constraint=None,
             shared_axes=self.shared_axes,
         )
+        config.update(self._weight_options_config())
         return config

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .. import backend
+from .. import backend, constraints, regularizers
 from ..parameter import Parameter, check_new_values, note_change
 
 Backward = Callable[[np.ndarray, bool], "np.ndarray | None"]
@@ -87,6 +87,9 @@ class Layer:
         input_shape: Keras 2 style shape of one sample, e.g. ``(784,)``; lets a model
             build as soon as this layer is its first.
         dtype: float type of the weights (default ``lk.backend.floatx()``).
+        activity_regularizer: a penalty on the layer's output (``lk.regularizers``):
+            while training and evaluating, ``penalty(output) / batch size`` is added to
+            the loss, as Keras 3.
     """
 
     # Layers that act differently while training (Dropout) cannot have their output cached.
@@ -106,6 +109,7 @@ class Layer:
         trainable: bool = True,
         input_shape: tuple | None = None,
         dtype: str | None = None,
+        activity_regularizer: Any = None,
     ) -> None:
         self.name = (
             check_name(name) if name is not None else unique_name(_snake_case(type(self).__name__))
@@ -121,6 +125,7 @@ class Layer:
         self._declared_input_shape = (
             None if input_shape is None else (None, *_check_shape(input_shape, "input_shape"))
         )
+        self.activity_regularizer = regularizers.get(activity_regularizer, "activity_regularizer")
 
     # --- trainability -------------------------------------------------------------
     @property
@@ -177,6 +182,26 @@ class Layer:
         parameter.regularizer, parameter.constraint = regularizer, constraint
         self._parameters.append(parameter)
         return parameter
+
+    def _set_weight_options(self, options: dict[str, Any]) -> None:
+        """Sets the ``<weight>_regularizer`` / ``<weight>_constraint`` constructor
+        arguments (``{"kernel_regularizer": "l2", ...}``) as checked attributes; the
+        layer passes them to :meth:`add_weight`, :meth:`_weight_options_config` saves them."""
+        for key, value in options.items():
+            module = regularizers if key.endswith("_regularizer") else constraints
+            setattr(self, key, module.get(value, key))
+        self._weight_option_keys = tuple(options)
+
+    def _weight_options_config(self) -> dict[str, Any]:
+        """The weight options that are set, serialised (configs without them stay as
+        they were, and as older files)."""
+        config = {}
+        for key in getattr(self, "_weight_option_keys", ()):
+            value = getattr(self, key)
+            if value is not None:
+                module = regularizers if key.endswith("_regularizer") else constraints
+                config[key] = module.serialize(value)
+        return config
 
     def _ensure_built(self, x: np.ndarray) -> None:
         if not self.built:
@@ -347,6 +372,8 @@ class Layer:
         }
         if self._declared_input_shape is not None:
             config["input_shape"] = list(self._declared_input_shape[1:])
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import activations, constraints, initializers, regularizers
+from .. import activations, initializers
 from ..validation import check_integer
 from .base import Layer, register_layer
 
@@ -61,7 +61,7 @@ class Dense(Layer):
             if kwargs.get("input_shape") is not None:
                 raise ValueError("Pass input_dim or input_shape, not both.")
             kwargs["input_shape"] = (_positive_int(input_dim, "input_dim"),)
-        super().__init__(name=name, **kwargs)
+        super().__init__(name=name, activity_regularizer=activity_regularizer, **kwargs)
         self.units = _positive_int(units, "units")
         self.activation = activations.get(activation)
         if not isinstance(use_bias, (bool, np.bool_)):
@@ -69,15 +69,14 @@ class Dense(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer, "kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, "bias_initializer")
-        if activity_regularizer is not None:
-            raise ValueError(
-                "Dense(activity_regularizer=...) is not supported yet (penalties on a "
-                f"layer's outputs). Received: activity_regularizer={activity_regularizer!r:.80}"
-            )
-        self.kernel_regularizer = regularizers.get(kernel_regularizer, "kernel_regularizer")
-        self.bias_regularizer = regularizers.get(bias_regularizer, "bias_regularizer")
-        self.kernel_constraint = constraints.get(kernel_constraint, "kernel_constraint")
-        self.bias_constraint = constraints.get(bias_constraint, "bias_constraint")
+        self._set_weight_options(
+            {
+                "kernel_regularizer": kernel_regularizer,
+                "bias_regularizer": bias_regularizer,
+                "kernel_constraint": kernel_constraint,
+                "bias_constraint": bias_constraint,
+            }
+        )
         self.kernel = None
         self.bias = None
 
@@ -160,11 +159,5 @@ class Dense(Layer):
             kernel_initializer=initializers.serialize(self.kernel_initializer),
             bias_initializer=initializers.serialize(self.bias_initializer),
         )
-        # Only when set: configs without them stay as they were (and as older files).
-        for key in ("kernel_regularizer", "bias_regularizer"):
-            if getattr(self, key) is not None:
-                config[key] = regularizers.serialize(getattr(self, key))
-        for key in ("kernel_constraint", "bias_constraint"):
-            if getattr(self, key) is not None:
-                config[key] = constraints.serialize(getattr(self, key))
+        config.update(self._weight_options_config())
         return config

@@ -60,10 +60,22 @@ class BatchNormalization(Layer):
         gamma_initializer: Any = "ones",
         moving_mean_initializer: Any = "zeros",
         moving_variance_initializer: Any = "ones",
+        beta_regularizer: Any = None,
+        gamma_regularizer: Any = None,
+        beta_constraint: Any = None,
+        gamma_constraint: Any = None,
         synchronized: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._set_weight_options(
+            {
+                "beta_regularizer": beta_regularizer,
+                "gamma_regularizer": gamma_regularizer,
+                "beta_constraint": beta_constraint,
+                "gamma_constraint": gamma_constraint,
+            }
+        )
         self.axis = check_integer(axis, "axis")
         if self.axis == 0:
             raise ValueError(
@@ -118,9 +130,21 @@ class BatchNormalization(Layer):
     def build(self, input_shape) -> None:
         shapes = self.weight_shapes(input_shape)
         if self.scale:
-            self.gamma = self.add_weight("gamma", shapes["gamma"], self.gamma_initializer)
+            self.gamma = self.add_weight(
+                "gamma",
+                shapes["gamma"],
+                self.gamma_initializer,
+                regularizer=self.gamma_regularizer,
+                constraint=self.gamma_constraint,
+            )
         if self.center:
-            self.beta = self.add_weight("beta", shapes["beta"], self.beta_initializer)
+            self.beta = self.add_weight(
+                "beta",
+                shapes["beta"],
+                self.beta_initializer,
+                regularizer=self.beta_regularizer,
+                constraint=self.beta_constraint,
+            )
         self.moving_mean = self.add_weight(
             "moving_mean", shapes["moving_mean"], self.moving_mean_initializer, trainable=False
         )
@@ -345,4 +369,5 @@ class BatchNormalization(Layer):
             moving_variance_initializer=initializers.serialize(self.moving_variance_initializer),
             synchronized=self.synchronized,
         )
+        config.update(self._weight_options_config())
         return config

@@ -77,7 +77,12 @@ class FrozenOutputCache:
         # What can be cached all the same: the calls that depend on no blocking call.
         steady: set[int] = set()
         for call in calls:
-            if call.layer.deterministic and all(s in inputs or s in steady for s in call.inputs):
+            # An output penalty is part of the loss: its layer runs at every step.
+            if (
+                call.layer.deterministic
+                and call.layer.activity_regularizer is None
+                and all(s in inputs or s in steady for s in call.inputs)
+            ):
                 steady.add(call.output)
         cacheable = [c for c in calls if c.output in steady]
         if not any(c.layer._parameters for c in cacheable):

@@ -70,9 +70,12 @@ class Pass:
         grad_slots: the slots whose gradient some backward needs.
         params: the trainable weights the backward writes gradients for (each once).
         fused: per model output, the fused loss (or None).
+        activity: ``(slot, regularizer)`` for each call whose layer penalises its output
+            (``activity_regularizer``), in forward order.
     """
 
     __slots__ = (
+        "activity",
         "backward",
         "backward_ops",
         "constrained",
@@ -86,8 +89,11 @@ class Pass:
         "sources",
     )
 
-    def __init__(self, sources, forward, logits, backward, grad_slots, params, fused) -> None:
+    def __init__(
+        self, sources, forward, logits, backward, grad_slots, params, fused, activity=()
+    ) -> None:
         self.sources, self.forward, self.logits = sources, forward, logits
+        self.activity = activity
         self.backward, self.grad_slots, self.params, self.fused = (
             backward,
             grad_slots,
@@ -253,16 +259,25 @@ class Plan:
                     continue
                 if any(c.output in position for c in self.consumers.get(slot, ())):
                     continue  # another call reads the activated output
-                activation = getattr(forward[position[slot]].layer, "activation", None)
+                layer = forward[position[slot]].layer
+                if layer.activity_regularizer is not None:
+                    continue  # the penalty reads the activated output
+                activation = getattr(layer, "activation", None)
                 name = getattr(activation, "name", None)
                 fused[i] = loss.fused_with(name) if name is not None else None
                 logits[position[slot]] = fused[i] is not None
         backward: list[tuple[int, bool, bool]] = []
         grad_slots: set[int] = set()
         params: list[Parameter] = []
+        activity = tuple(
+            (call.output, call.layer.activity_regularizer)
+            for call in forward
+            if call.layer.activity_regularizer is not None
+        )
         if losses is not None and wanted == self.outputs:
-            # Slots that reach a loss: only they receive a gradient.
+            # Slots that reach a loss (or an output penalty): only they receive a gradient.
             reach = {slot for slot, loss in zip(self.outputs, losses) if loss is not None}
+            reach.update(slot for slot, _ in activity)
             for call in reversed(forward):
                 if call.output in reach:
                     reach.update(call.inputs)
@@ -303,6 +318,7 @@ class Plan:
             frozenset(grad_slots),
             tuple(params),
             tuple(fused),
+            activity,
         )
 
     # --- running -----------------------------------------------------------------------
@@ -327,10 +343,16 @@ class Plan:
                 backs[i] = back
         return values
 
-    def run_backward(self, step: Pass, backs: list, output_grads: Sequence) -> None:
+    def run_backward(
+        self, step: Pass, backs: list, output_grads: Sequence, seeds: dict | None = None
+    ) -> None:
         """Runs ``step``'s backward from the gradients of the outputs (None for an output
-        without a loss): writes the trainable weights' gradients."""
+        without a loss): writes the trainable weights' gradients. ``seeds`` maps other
+        slots to gradients of their own (output penalties), which the backward adds to."""
         grads: list[Any] = [None] * self.n_slots
+        if seeds:
+            for slot, grad in seeds.items():
+                grads[slot] = grad
         for slot, grad in zip(self.outputs, output_grads):
             if grad is not None:
                 grads[slot] = grad if grads[slot] is None else grads[slot] + grad

@@ -46,8 +46,12 @@ class StepMixin:
         total, per_output, grads = self._objectives.values_and_grads(
             ys, outs, step.fused, need_grad=step.trains, scale=scale
         )
+        seeds = None
+        if step.activity:
+            penalty, seeds = activity_penalties(step.activity, values, step.trains, scale)
+            total += penalty
         if step.trains:
-            plan.run_backward(step, backs, grads)
+            plan.run_backward(step, backs, grads, seeds)
             if step.regularized:
                 total += _add_penalties(step.regularized, scale)
             if update:
@@ -97,11 +101,29 @@ def _add_penalties(parameters, scale: float | None) -> float:
     total = 0.0
     for p in parameters:
         total += p.regularizer(p.value)
-        grad = p.regularizer.gradient(p.value)
-        if scale is not None:
-            grad *= p.dtype.type(scale)
-        p.grad += grad
+        p.regularizer.add_gradient(p.value, p.grad, 1.0 if scale is None else scale)
     return total
+
+
+def activity_penalties(
+    activity, values: list, need_grad: bool = False, scale: float | None = None
+) -> tuple[float, dict | None]:
+    """The output penalties of a pass (``Pass.activity``) on the slot ``values`` of a
+    batch: their sum, Keras 3's ``penalty(output) / batch size`` each, and with
+    ``need_grad`` the gradient of each penalised slot (times ``scale``, as the loss's)."""
+    total = 0.0
+    seeds: dict | None = {} if need_grad else None
+    for slot, regularizer in activity:
+        y = values[slot]
+        rows = y.shape[0] if y.ndim else 1
+        if rows == 0:
+            continue  # Keras divides with divide_no_nan: an empty batch adds nothing
+        total += regularizer(y) / rows
+        if seeds is not None:
+            grad = np.zeros_like(y)
+            regularizer.add_gradient(y, grad, (1.0 if scale is None else scale) / rows)
+            seeds[slot] = grad
+    return total, seeds
 
 
 def _constrain(parameters) -> None:

@@ -37,7 +37,7 @@ from .epoch import EpochMixin
 from .frozen_cache import FrozenOutputCache
 from .report import epoch_line, interactive
 from .resume import EpochProgress, ResumeMixin
-from .step import StepMixin
+from .step import StepMixin, activity_penalties
 from .strategy import Strategy, check_strategy
 
 
@@ -95,7 +95,10 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
     @property
     def losses(self) -> list[float]:
         """The weight penalties (``kernel_regularizer=...``) of the trainable weights,
-        which training and ``evaluate`` add to the loss, as Keras's ``model.losses``."""
+        which training and ``evaluate`` add to the loss, as Keras's ``model.losses``.
+
+        The output penalties (``activity_regularizer=``) depend on a batch: training and
+        ``evaluate`` add them per batch; they are not listed here."""
         return [p.regularizer(p.value) for p in self.weights if p.regularizer and p.trainable]
 
     def _optimized_weights(self) -> list:
@@ -487,6 +490,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             outs = [values[slot] for slot in plan.outputs]
             yb = data.split_rows(y, lo, hi)
             value, per_output, _ = objectives.values_and_grads(yb, outs, step.fused, False)
+            if step.activity:
+                value += activity_penalties(step.activity, values)[0]
             total += (value + penalty) * (hi - lo)
             if objectives.states:
                 objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo)

@@ -280,8 +280,12 @@ def test_load_keras_keeps_regularizers_warns_about_unknown_ones_and_keeps_traina
     def edit(config):
         dense = config["config"]["layers"][1]["config"]
         dense["kernel_regularizer"] = {"class_name": "L2", "config": {"l2": 0.01}}
-        dense["bias_regularizer"] = {"class_name": "OrthogonalRegularizer", "config": {}}
+        dense["bias_regularizer"] = {"class_name": "MyCustomRegularizer", "config": {}}
         dense["trainable"] = False
+        config["config"]["layers"][2]["config"]["kernel_regularizer"] = {
+            "class_name": "OrthogonalRegularizer",
+            "config": {"factor": 0.02, "mode": "columns"},
+        }
         return config
 
     path = rewrite_archive(FIXTURES / "default_names.keras", tmp_path / "r.keras", edit)
@@ -289,6 +293,7 @@ def test_load_keras_keeps_regularizers_warns_about_unknown_ones_and_keeps_traina
         model = lk.io.load_keras(path)
     assert model.layers[0].kernel_regularizer.get_config() == {"l2": 0.01}
     assert model.layers[0].bias_regularizer is None
+    assert model.layers[1].kernel_regularizer.get_config() == {"factor": 0.02, "mode": "columns"}
     assert [layer.trainable for layer in model.layers] == [False, True, True]
     x, y = io_pair("default_names")
     np.testing.assert_allclose(model.predict(x, verbose=0), y, rtol=RTOL, atol=ATOL)

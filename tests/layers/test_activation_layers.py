@@ -141,7 +141,7 @@ def test_defaults_are_keras_layer_defaults(fresh_session):
         (lambda: ELU(alpha=0.0), "alpha"),
         (lambda: ELU(alpha=-1.0), "alpha"),
         (lambda: PReLU(shared_axes=[0]), "shared_axes"),
-        (lambda: PReLU(alpha_regularizer="l2"), "alpha_regularizer"),
+        (lambda: PReLU(alpha_regularizer="l5"), "alpha_regularizer"),
     ],
 )
 def test_bad_arguments_are_refused(make, match):
