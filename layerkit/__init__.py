@@ -25,10 +25,12 @@ from . import (
     testing,
     utils,
 )
+from .layers import Input
 from .models import Model, Sequential, load_model
 from .version import __version__
 
 __all__ = [
+    "Input",
     "Model",
     "Sequential",
     "__version__",

@@ -98,8 +98,15 @@ def save_model(model, path: str | os.PathLike, include_optimizer: bool = True) -
 
 def save_weights(model, path: str | os.PathLike) -> str:
     """Writes the weights of ``model`` to ``path`` atomically: Keras 3's weights layout
-    for a path ending in ``.weights.h5`` (as Keras requires), else one group per layer."""
+    for a path ending in ``.weights.h5`` (as Keras requires), the state dict of the
+    equivalent ``nn.Sequential`` for ``.safetensors`` (see ``safetensors.torch_state``),
+    else one group per layer."""
     path = _check_path(path)
+    if path.endswith(".safetensors"):
+        from .safetensors import save_safetensors, torch_state
+
+        torch_state(model)  # a model PyTorch cannot name is refused before any file exists
+        return atomic_write(path, lambda tmp: save_safetensors(model, tmp))
     if path.endswith(".keras"):
         raise ValueError(
             "A file name ending in '.keras' holds a whole model, as in Keras: use "
@@ -466,7 +473,8 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
         and isinstance(value.get("metrics"), list)
         and len(value["metrics"]) == len(value["metric_names"])
         and all(
-            isinstance(m, list) and len(m) == 2 and real(m[0]) and count(m[1])
+            # A weighted metric counts the sum of its weights: a real >= 0.
+            isinstance(m, list) and len(m) == 2 and real(m[0]) and real(m[1]) and m[1] >= 0
             for m in value["metrics"]
         )
     )
@@ -683,20 +691,33 @@ def _load_model(path: str, shown: str):
 
 
 def _compile_arguments(snapshot: Snapshot, path: str) -> tuple:
-    """(optimizer, loss, metrics) from the compile and optimizer configs, or FormatError."""
+    """(optimizer, loss, metrics, loss_weights, weighted_metrics) from the compile and
+    optimizer configs, or FormatError."""
     config = snapshot.compile_config
     try:
         metrics = config.get("metrics", [])
         if not isinstance(metrics, list):
             raise TypeError(f"metrics should be a list, not {type(metrics).__name__}")
         loss = config["loss"]
+        weighted = config.get("weighted_metrics")  # one list per output, when set
+        if weighted is not None:
+            if not isinstance(weighted, list) or not all(isinstance(w, list) for w in weighted):
+                raise TypeError("weighted_metrics should be a list of lists")
+            weighted = [[metrics_module.deserialize(m) for m in specs] for specs in weighted]
         if isinstance(loss, list):  # several outputs: per-output losses and metrics
             loss = [None if spec is None else losses_module.get(spec) for spec in loss]
             metrics = [[metrics_module.deserialize(m) for m in specs] for specs in metrics]
         else:
             loss = losses_module.get(loss)
             metrics = [metrics_module.deserialize(m) for m in metrics]
-        return (optim.get(snapshot.optimizer_config), loss, metrics, config.get("loss_weights"))
+            weighted = None if weighted is None else weighted[0]
+        return (
+            optim.get(snapshot.optimizer_config),
+            loss,
+            metrics,
+            config.get("loss_weights"),
+            weighted,
+        )
     except (ValueError, TypeError, KeyError) as error:
         raise FormatError(
             f"{path}: invalid compile_config or optimizer_config: {error!r}"

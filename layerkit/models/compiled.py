@@ -67,7 +67,9 @@ def per_output(value: Any, names: Sequence[str], argument: str, single) -> list:
 class Objectives:
     """The losses, loss weights and metrics of a compiled model, per output."""
 
-    def __init__(self, loss, loss_weights, metrics, output_names: Sequence[str]) -> None:
+    def __init__(
+        self, loss, loss_weights, metrics, output_names: Sequence[str], weighted_metrics=None
+    ) -> None:
         names = list(output_names)
         self.output_names = names
         if loss is None:
@@ -95,6 +97,8 @@ class Objectives:
                 )
             self.loss_weights.append(float(weight))
         self.metric_specs: list[list] = self._metric_specs(metrics, names)
+        # Keras's weighted_metrics: metrics that take the sample weights (metrics= don't).
+        self.weighted_specs: list[list] = self._metric_specs(weighted_metrics, names)
         self.trackers: list[tuple[int, LossTracker]] = []
         if len(names) > 1:
             self.trackers = [
@@ -103,6 +107,7 @@ class Objectives:
                 if loss is not None
             ]
         self.metrics: list[tuple[int, metrics_module.Metric]] = []
+        self.weighted: list[bool] = []  # per entry of ``metrics``: takes sample weights
         self.log_names: list[str] = ["loss", *(t.name for _, t in self.trackers)]
         self.resolved = False
         self._states: list | None = None
@@ -162,23 +167,28 @@ class Objectives:
         """Resolves ``"accuracy"`` and names into metric objects, per output."""
         if self.resolved:
             return
-        self.metrics = []
-        for i, specs in enumerate(self.metric_specs):
-            for spec in specs:
-                metric = metrics_module.resolve(spec, self.losses[i], output_shapes[i])
-                self.metrics.append((i, metric))
+        self.metrics, self.weighted = [], []
+        for weighted, all_specs in ((False, self.metric_specs), (True, self.weighted_specs)):
+            for i, specs in enumerate(all_specs):
+                for spec in specs:
+                    metric = metrics_module.resolve(spec, self.losses[i], output_shapes[i])
+                    if weighted and any(j == i and m.name == metric.name for j, m in self.metrics):
+                        metric.name = f"weighted_{metric.name}"  # as Keras names the pair
+                    self.metrics.append((i, metric))
+                    self.weighted.append(weighted)
         many = len(self.output_names) > 1
         names = [f"{self.output_names[i]}_{m.name}" if many else m.name for i, m in self.metrics]
         if many:  # Keras 3 lists the metrics of several outputs by name
             order = sorted(range(len(names)), key=names.__getitem__)
             self.metrics = [self.metrics[k] for k in order]
+            self.weighted = [self.weighted[k] for k in order]
             names = [names[k] for k in order]
         self.log_names = ["loss", *(t.name for _, t in self.trackers), *names]
         self.resolved = True
         self._states = None
 
     def unresolve(self) -> None:
-        self.metrics, self.resolved, self._states = [], False, None
+        self.metrics, self.weighted, self.resolved, self._states = [], [], False, None
         self.log_names = ["loss", *(t.name for _, t in self.trackers)]
 
     @property
@@ -198,9 +208,12 @@ class Objectives:
         return self.losses[0] if len(self.losses) == 1 else None
 
     # --- one batch --------------------------------------------------------------------
-    def values_and_grads(self, ys, outs, fused, need_grad: bool, scale: float | None = None):
+    def values_and_grads(
+        self, ys, outs, fused, need_grad: bool, scale: float | None = None, weights=None
+    ):
         """The weighted total loss of a batch, each output's loss, and the gradients to
-        feed back (None for outputs without a loss)."""
+        feed back (None for outputs without a loss). ``weights``: per-output sample
+        weights of the batch (or None), as Keras 3's losses take them."""
         total = 0.0
         values: list[float | None] = []
         grads: list[np.ndarray | None] = []
@@ -210,7 +223,12 @@ class Objectives:
                 grads.append(None)
                 continue
             active = fused[i] if fused[i] is not None else loss
-            value, grad = active.value_and_grad(ys[i], outs[i], need_grad=need_grad)
+            if weights is not None and weights[i] is not None:
+                value, grad = active.value_and_grad(
+                    ys[i], outs[i], need_grad=need_grad, sample_weight=weights[i]
+                )
+            else:
+                value, grad = active.value_and_grad(ys[i], outs[i], need_grad=need_grad)
             weight = self.loss_weights[i]
             total += weight * value
             values.append(value)
@@ -221,11 +239,14 @@ class Objectives:
             grads.append(grad)
         return total, values, grads
 
-    def update(self, ys, outs, values, rows: int) -> None:
+    def update(self, ys, outs, values, rows: int, weights=None) -> None:
         for i, tracker in self.trackers:
             tracker.add(values[i], rows)
-        for i, metric in self.metrics:
-            metric.update_state(ys[i], outs[i])
+        for (i, metric), weighted in zip(self.metrics, self.weighted):
+            if weighted and weights is not None and weights[i] is not None:
+                metric.update_state(ys[i], outs[i], sample_weight=weights[i])
+            else:
+                metric.update_state(ys[i], outs[i])
 
     @property
     def wants_outputs(self) -> set[int]:
@@ -235,13 +256,24 @@ class Objectives:
     # --- serialisation ------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The compile arguments as JSON; a one-output model keeps the version-1 form."""
+        weighted = (
+            {}
+            if not any(self.weighted_specs)
+            else {
+                "weighted_metrics": [
+                    [metrics_module.serialize(m) for m in specs] for specs in self.weighted_specs
+                ]
+            }
+        )
         if len(self.output_names) == 1:
             return {
                 "loss": losses_module.serialize(self.losses[0]),
                 "metrics": [metrics_module.serialize(m) for m in self.metric_specs[0]],
                 **({"loss_weights": self.loss_weights} if self.loss_weights != [1.0] else {}),
+                **weighted,
             }
         return {
+            **weighted,
             "loss": [
                 None if loss is None else losses_module.serialize(loss) for loss in self.losses
             ],

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..validation import numeric_array, to_float
+from .. import backend
+from ..validation import check_number, check_sample_weight, numeric_array, to_float
 
 
 def check_int(value: Any, argument: str, minimum: int) -> int:
@@ -212,3 +213,100 @@ class BatchGatherer:
             if t is not None:
                 np.take(t, idx, axis=0, out=out, mode="clip")
         return self._x, self._y
+
+
+# --- sample and class weights ---------------------------------------------------------
+def as_sample_weight_list(
+    sample_weight: Any, names: list[str], targets: list, argument: str = "sample_weight"
+) -> list[np.ndarray | None] | None:
+    """Per-output sample weights (1-D float arrays, or None), or None without weights.
+
+    One array weighs every output (Keras 3); a list (output order) or a dict by output
+    name gives each output its own.
+    """
+    if sample_weight is None:
+        return None
+    n = rows(targets)
+    if isinstance(sample_weight, dict) or (
+        isinstance(sample_weight, (list, tuple))
+        and len(names) > 1
+        and len(sample_weight) == len(names)
+        and all(w is None or np.ndim(w) >= 1 for w in sample_weight)
+    ):
+        if isinstance(sample_weight, dict):
+            unknown = [key for key in sample_weight if key not in names]
+            if unknown:
+                raise ValueError(
+                    f"{argument} has keys {unknown} that are not output names. The model's "
+                    f"outputs are {names}."
+                )
+            entries = [sample_weight.get(name) for name in names]
+            where = [f"{argument}[{name!r}]" for name in names]
+        else:
+            entries = list(sample_weight)
+            where = [f"{argument}[{i}]" for i in range(len(names))]
+        return [
+            None if w is None or t is None else check_sample_weight(w, n, label)
+            for w, t, label in zip(entries, targets, where)
+        ]
+    weights = check_sample_weight(sample_weight, n, argument)
+    return [None if t is None else weights for t in targets]
+
+
+def class_weight_to_sample_weight(
+    class_weight: Any, targets: list, loss, output_shape: tuple
+) -> list[np.ndarray]:
+    """Keras's ``class_weight``: each sample weighed by its class's weight (one output).
+
+    The class of a sample is its label (sparse targets), its one-hot column (categorical)
+    or its rounded 0/1 target (one binary output).
+
+    Raises:
+        ValueError: several outputs, keys that are not classes of the output, or labels
+            whose class has no weight (named).
+    """
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            "Expected class_weight as a dict {class index: weight}. "
+            f"Received: class_weight={class_weight!r:.100} of type {type(class_weight).__name__}"
+        )
+    present = [t for t in targets if t is not None]
+    if len(targets) != 1 or len(present) != 1:
+        raise ValueError(
+            "class_weight is only supported for models with a single output (as Keras); "
+            "pass sample_weight per output instead."
+        )
+    y = present[0]
+    if getattr(loss, "sparse_targets", False):
+        labels = y.reshape(len(y), -1)[:, 0]
+        n_classes = output_shape[-1] if output_shape and output_shape[-1] else None
+    elif y.ndim == 2 and y.shape[1] > 1:
+        labels, n_classes = np.argmax(y, axis=1), y.shape[1]
+    else:  # one binary (or regression) output: the rounded target
+        labels, n_classes = np.round(y.reshape(len(y), -1)[:, 0]), 2
+    weights: dict[int, float] = {}
+    for key, value in class_weight.items():
+        if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer, float)):
+            raise TypeError(
+                f"Expected integer class indices as keys. Received: class_weight key {key!r}"
+            )
+        if int(key) != key or key < 0 or (n_classes is not None and key >= n_classes):
+            expected = "a non-negative integer" if n_classes is None else f"in 0..{n_classes - 1}"
+            raise ValueError(
+                f"class_weight names class {key!r}, which is not a class of the model's "
+                f"output (expected {expected})."
+            )
+        weights[int(key)] = check_number(value, f"class_weight[{key!r}]", minimum=0.0)
+    classes = np.unique(labels).astype(np.int64)
+    missing = [int(c) for c in classes if int(c) not in weights]
+    if missing:
+        raise ValueError(
+            f"class_weight has no weight for the classes {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''} found in y. Give every class a weight "
+            f"(1.0 leaves it as it is). Received keys: {sorted(weights)}"
+        )
+    table = np.zeros(int(classes.max()) + 1 if classes.size else 1, dtype=np.float64)
+    for key, value in weights.items():
+        if key < table.size:
+            table[key] = value
+    return [table[labels.astype(np.int64)].astype(backend.floatx())]

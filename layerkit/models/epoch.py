@@ -33,6 +33,7 @@ class EpochMixin:
         epoch,
         epochs,
         strategy: Strategy | None = None,
+        weights: list | None = None,
     ) -> dict[str, float]:
         n = data.rows(x)
         # The generator's state before this epoch's permutation: a mid-epoch backup
@@ -72,7 +73,9 @@ class EpochMixin:
         # the bar shows the summed ones at the end of the epoch rather than reduce them
         # at every step (ranks must make the same collective calls; timers differ).
         live_postfix = verbose == 1 and (strategy is None or wants_batch)
-        batches = data.BatchGatherer(y)
+        # The sample weights ride with the targets: gathered in the same pass.
+        n_targets = len(y)
+        batches = data.BatchGatherer(y if weights is None else [*y, *weights])
         logs: dict[str, float] = {}
         try:
             for step in range(first_step, steps):
@@ -86,19 +89,22 @@ class EpochMixin:
                     lo, hi = lo + first, lo + last
                 rows = hi - lo
                 xb, yb = batches.take(features, order, lo, hi)
+                wb = None
+                if weights is not None:
+                    yb, wb = yb[:n_targets], yb[n_targets:]
                 if strategy is None:
-                    value, per_output, out = self._step(sources, xb, yb)
+                    value, per_output, out = self._step(sources, xb, yb, weights=wb)
                 else:
                     value = 0.0
                     if rows:
                         value, per_output, out = self._step(
-                            sources, xb, yb, update=False, scale=rows / batch_rows
+                            sources, xb, yb, update=False, scale=rows / batch_rows, weights=wb
                         )
                     self._reduce_and_apply(strategy, sources, rows)
                 total_loss += value * rows
                 seen += rows
                 if rows and objectives.states:
-                    objectives.update(yb, out, per_output, rows)
+                    objectives.update(yb, out, per_output, rows, wb)
                 progress.steps_done, progress.loss_total, progress.seen = (
                     step + 1,
                     total_loss,
@@ -159,7 +165,8 @@ class EpochMixin:
         )
         logs = {"loss": float(sums[0]) / max(float(sums[1]), 1.0)}
         for i, (name, metric) in enumerate(zip(names, states)):
-            metric._total, metric._count = float(sums[2 + 2 * i]), int(sums[3 + 2 * i])
+            # Counts are floats: a weighted metric counts the sum of the weights.
+            metric._total, metric._count = float(sums[2 + 2 * i]), float(sums[3 + 2 * i])
             logs[name] = metric.result()
             if not keep:
                 metric._total, metric._count = local[i]

@@ -31,8 +31,17 @@ class StepMixin:
             for i, out in enumerate(outs)
         ]
 
-    def _step(self, sources, arrays, ys, update: bool = True, scale: float | None = None):
+    def _step(
+        self,
+        sources,
+        arrays,
+        ys,
+        update: bool = True,
+        scale: float | None = None,
+        weights: list | None = None,
+    ):
         """One training step; returns (loss value, each output's loss, outputs for metrics).
+        ``weights``: the batch's per-output sample weights (or None).
 
         ``scale`` multiplies the gradient of the loss (not its value): a rank holding
         ``n`` rows of a global batch of ``N`` passes ``n / N``, so that the gradients
@@ -44,7 +53,7 @@ class StepMixin:
         values = plan.run_forward(step, arrays, True, backs)
         outs = [values[slot] for slot in plan.outputs]
         total, per_output, grads = self._objectives.values_and_grads(
-            ys, outs, step.fused, need_grad=step.trains, scale=scale
+            ys, outs, step.fused, need_grad=step.trains, scale=scale, weights=weights
         )
         seeds = None
         if step.activity:

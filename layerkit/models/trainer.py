@@ -67,7 +67,14 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         self._grad_spans: dict[int, tuple] = {}
 
     # --- compile --------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        metrics=None,
+        loss_weights=None,
+        weighted_metrics=None,
+    ) -> None:
         """Configures training.
 
         Args:
@@ -80,12 +87,16 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 one list for every output.
             loss_weights: for several outputs, a list or dict of weights: the loss
                 minimised is ``sum(weight * output loss)``.
+            weighted_metrics: metrics (as ``metrics``) that weigh each sample by
+                ``fit``'s / ``evaluate``'s ``sample_weight`` or ``class_weight``, as Keras
+                (``metrics`` ignore the weights); one also in ``metrics`` is logged as
+                ``weighted_<name>``.
 
         Example:
             >>> model.compile(optimizer="sgd", loss=["mse", "mse"], loss_weights=[0.9, 0.1])
         """
         optimizer = optim.get(optimizer)
-        objectives = Objectives(loss, loss_weights, metrics, self._output_names())
+        objectives = Objectives(loss, loss_weights, metrics, self._output_names(), weighted_metrics)
         self.optimizer, self._objectives = optimizer, objectives
         self.compiled = True
         if self.built:
@@ -195,6 +206,22 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             (xs[0], x_argument),
         )
 
+    def _prepare_weights(
+        self, sample_weight, class_weight, targets: list, argument: str = "sample_weight"
+    ) -> list | None:
+        """Per-output sample weights from ``sample_weight`` or ``class_weight`` (or None)."""
+        if class_weight is not None:
+            if sample_weight is not None:
+                raise ValueError(
+                    "You cannot pass class_weight and sample_weight at the same time "
+                    "(as Keras): fold the class weights into sample_weight."
+                )
+            losses = self._objectives.losses
+            return data.class_weight_to_sample_weight(
+                class_weight, targets, losses[0], self._output_shapes()[0]
+            )
+        return data.as_sample_weight_list(sample_weight, self._output_names(), targets, argument)
+
     def _prepare_xy(self, x, y) -> tuple[list[np.ndarray], list]:
         """Validates x and y; a model built here is unbuilt again if they are refused."""
         if y is None:
@@ -221,6 +248,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         validation_split: float = 0.0,
         validation_data: tuple | None = None,
         shuffle: bool = True,
+        class_weight: dict | None = None,
+        sample_weight=None,
         initial_epoch: int = 0,
         cache_frozen: bool | str = "auto",
         cache_max_bytes: int = FrozenOutputCache.DEFAULT_MAX_BYTES,
@@ -238,8 +267,14 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             callbacks: ``lk.callbacks`` instances.
             validation_split: fraction of the data, taken from the end before shuffling,
                 held out for validation.
-            validation_data: ``(x_val, y_val)``; overrides ``validation_split``.
+            validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``;
+                overrides ``validation_split``.
             shuffle: shuffle the training samples before each epoch.
+            class_weight: ``{class index: weight}`` (one output): each sample's loss is
+                weighed by its class's weight, as Keras; every class in ``y`` needs one.
+            sample_weight: one non-negative weight per sample (or a list / dict of them
+                per output): the loss of a batch is ``sum(w * loss) / batch size`` (Keras
+                3's ``"sum_over_batch_size"``), and ``weighted_metrics`` are weighted means.
             initial_epoch: epoch to start from (to resume a run).
             cache_frozen: ``"auto"``, ``True`` or ``False``: compute the frozen layers at
                 the bottom of the model once and train only the layers above them.
@@ -275,10 +310,22 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     f"Received: cache_frozen={cache_frozen!r}"
                 )
             x, y = self._prepare_xy(x, y)
-            x_val = y_val = None
+            weights = self._prepare_weights(sample_weight, class_weight, y)
+            x_val = y_val = w_val = None
             if validation_data is not None:
-                if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                    raise ValueError("Expected validation_data=(x_val, y_val).")
+                if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
+                    2,
+                    3,
+                ):
+                    raise ValueError(
+                        "Expected validation_data=(x_val, y_val) or (x_val, y_val, "
+                        f"val_sample_weight). Received: {type(validation_data).__name__}"
+                        + (
+                            f" of length {len(validation_data)}"
+                            if isinstance(validation_data, (tuple, list))
+                            else ""
+                        )
+                    )
                 x_val = as_input_list(
                     validation_data[0],
                     self._input_names(),
@@ -288,6 +335,10 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 y_val = self._prepare_y(
                     validation_data[1], x_val, "validation_data[1]", "validation_data[0]"
                 )
+                if len(validation_data) == 3:
+                    w_val = self._prepare_weights(
+                        validation_data[2], None, y_val, "validation_data[2]"
+                    )
             elif validation_split:
                 n = data.rows(x)
                 split = int(n * (1.0 - validation_split))
@@ -298,6 +349,11 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     )
                 x, x_val = [a[:split] for a in x], [a[split:] for a in x]
                 y, y_val = data.split_rows(y, 0, split), data.split_rows(y, split, n)
+                if weights is not None:
+                    weights, w_val = (
+                        data.split_rows(weights, 0, split),
+                        data.split_rows(weights, split, n),
+                    )
             self._pack()
             self.optimizer.build(self._optimized_weights())
             samples = data.rows(x)
@@ -319,6 +375,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     samples=samples,
                     sample_shape=data.sample_shapes(x),
                     target_shape=data.sample_shapes(y),
+                    sample_weights=None if weights is None else [w is not None for w in weights],
                     validation_samples=None if x_val is None else data.rows(x_val),
                     batch_size=batch_size,
                     epochs=epochs,
@@ -392,11 +449,18 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                         epoch,
                         epochs,
                         strategy,
+                        weights,
                     )
                 if x_val is not None:
                     val_sources, val_features = cache.validation_inputs()
                     val_logs = self._evaluate_arrays(
-                        val_sources, val_features, y_val, batch_size, strategy, callback_list
+                        val_sources,
+                        val_features,
+                        y_val,
+                        batch_size,
+                        strategy,
+                        callback_list,
+                        w_val,
                     )
                     logs.update({f"val_{k}": v for k, v in val_logs.items()})
                 logs = keras_order(logs, len(self._output_names()) > 1)
@@ -425,9 +489,11 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         return_dict: bool = False,
         callbacks: list | None = None,
         distribute: Strategy | None = None,
+        sample_weight=None,
     ):
         """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
-        or a dict with ``return_dict=True``. Dropout is inactive.
+        or a dict with ``return_dict=True``. Dropout is inactive. ``sample_weight``
+        weighs the loss and the ``weighted_metrics`` as in :meth:`fit`.
 
         ``callbacks`` receive ``on_test_begin``, ``on_test_batch_begin/end`` and
         ``on_test_end``, as in Keras. With ``distribute=lk.Strategy()``, each rank
@@ -442,17 +508,19 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             batch_size = check_batch_size(batch_size)
             check_verbose(verbose)
             x, y = self._prepare_xy(x, y)
+            weights = self._prepare_weights(sample_weight, None, y)
             if strategy is not None:
                 strategy.check_same(
                     "evaluate",
                     samples=data.rows(x),
                     sample_shape=data.sample_shapes(x),
                     batch=batch_size,
+                    sample_weights=weights is not None,
                 )
             callback_list = CallbackList(
                 callbacks, self, {"steps": math.ceil(data.rows(x) / batch_size), "verbose": 0}
             )
-            logs = self._evaluate_arrays(None, x, y, batch_size, strategy, callback_list)
+            logs = self._evaluate_arrays(None, x, y, batch_size, strategy, callback_list, weights)
         if return_dict:
             return keras_order(logs, len(self._output_names()) > 1)
         values = list(logs.values())
@@ -466,9 +534,11 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         batch_size: int,
         strategy: Strategy | None = None,
         callback_list: CallbackList | None = None,
+        weights: list | None = None,
     ) -> dict[str, float]:
         """The loss and metrics of ``x`` (arrays for the slots ``sources``, the model
-        inputs by default) against ``y``, in batches, in inference mode."""
+        inputs by default) against ``y`` (with per-output sample ``weights``), in
+        batches, in inference mode."""
         plan = self._get_plan()
         objectives = self._objectives
         step = plan.get_pass(sources, objectives.losses)
@@ -476,6 +546,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         if strategy is not None:  # this rank's contiguous share
             first, stop = strategy.shard(data.rows(x))
             x, y = [a[first:stop] for a in x], data.split_rows(y, first, stop)
+            if weights is not None:
+                weights = data.split_rows(weights, first, stop)
         n = data.rows(x)
         penalty = sum(self.losses)  # the weights do not change while evaluating
         hooks = callback_list is not None and callback_list.wants_test_batch_hooks
@@ -489,12 +561,15 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             values = plan.run_forward(step, [a[lo:hi] for a in x], False)
             outs = [values[slot] for slot in plan.outputs]
             yb = data.split_rows(y, lo, hi)
-            value, per_output, _ = objectives.values_and_grads(yb, outs, step.fused, False)
+            wb = None if weights is None else data.split_rows(weights, lo, hi)
+            value, per_output, _ = objectives.values_and_grads(
+                yb, outs, step.fused, False, weights=wb
+            )
             if step.activity:
                 value += activity_penalties(step.activity, values)[0]
             total += (value + penalty) * (hi - lo)
             if objectives.states:
-                objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo)
+                objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo, wb)
             if hooks:
                 # This rank's running figures: batch hooks make no collective calls.
                 callback_list.on_test_batch_end(index, self._logs(total, hi))
