@@ -1,4 +1,5 @@
-"""Command line: ``python -m layerkit inspect PATH`` describes a checkpoint or weights file."""
+"""Command line: ``python -m layerkit inspect PATH`` describes a checkpoint or weights file
+(layerkit, Keras, TensorFlow 1, PyTorch ``torch.save`` and ``.safetensors``)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ def _describe_foreign(path: str) -> list[str]:
         if prefix != path:  # a folder's 'checkpoint' file, or one of the prefix's files
             lines.append(f"checkpoint prefix: {prefix}")
     stored_layers = read_any(path)
+    if kind in ("pytorch", "safetensors"):
+        lines.append(
+            "names: PyTorch module names (model.load_weights maps them by order when they "
+            "are not the model's); kernels are Linear weights transposed to (in, out)"
+        )
     lines.append("layers:" if stored_layers else "layers: none with weights")
     for stored in stored_layers:
         lines.append(f"  {stored.name}" + (f" ({stored.class_name})" if stored.class_name else ""))

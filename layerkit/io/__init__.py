@@ -2,7 +2,9 @@
 
 ``model.save`` / ``lk.load_model`` keep everything needed to resume training;
 ``model.save_weights`` / ``model.load_weights`` move weights by layer name, with a regex
-to pick layers, from layerkit, Keras 3, tf.keras 2 and TensorFlow 1 files.
+to pick layers, from layerkit, Keras 3, tf.keras 2, TensorFlow 1 and PyTorch files
+(``torch.save`` state dicts and ``.safetensors``, read without PyTorch and without running
+anything from the file; ``save_weights("m.safetensors")`` writes one PyTorch loads).
 ``load_keras`` builds a whole model from a Keras file; ``save_keras`` writes Keras 3 files.
 """
 

@@ -153,13 +153,19 @@ def _hdf5_kind(f: h5py.File, path: PathLike) -> str:
 
 
 def _archive_kind(path: PathLike) -> str:
+    from .pytorch import is_torch_archive
+
     try:
         with zipfile.ZipFile(path) as zf:
+            if is_torch_archive(zf):
+                return "pytorch"
             names = set(zf.namelist())
     except (zipfile.BadZipFile, OSError) as exc:
         raise _fail(path, "zip archive", f"unreadable: {exc}") from exc
     if _WEIGHTS_MEMBER not in names:
-        raise _fail(path, _WEIGHTS_MEMBER, "zip archive without Keras weights")
+        raise _fail(
+            path, _WEIGHTS_MEMBER, "zip archive without Keras weights or a torch.save data.pkl"
+        )
     return "keras_archive"
 
 
@@ -174,12 +180,14 @@ def detect_format(path: PathLike) -> str:
 
     Returns:
         One of ``"keras3_weights"``, ``"legacy_h5"``, ``"keras_archive"``,
-        ``"tf1_checkpoint"``, ``"layerkit"``.
+        ``"tf1_checkpoint"``, ``"layerkit"``, ``"pytorch"`` (a zip-based ``torch.save``
+        file), ``"safetensors"``.
 
     Raises:
         FileNotFoundError: nothing exists at ``path``.
         FormatError: the content is none of these; the message says when the file is
-            empty, a truncated zip archive or a checkpoint's data shard.
+            empty, a truncated zip archive, a checkpoint's data shard or a legacy
+            ``torch.save`` file.
         TypeError: ``path`` is not a path.
 
     Example:
@@ -207,6 +215,20 @@ def detect_format(path: PathLike) -> str:
         return _archive_kind(p)
     if os.path.isfile(p + ".index") or _has_table_magic(p, size):
         return "tf1_checkpoint"
+    from .pytorch import is_legacy_torch_file
+    from .safetensors import is_safetensors
+
+    if is_safetensors(p, size):
+        return "safetensors"
+    if is_legacy_torch_file(p):
+        raise _fail(
+            p,
+            "file",
+            "a legacy torch.save file (the format of torch < 1.6, or "
+            "_use_new_zipfile_serialization=False), which layerkit does not read: re-save it "
+            "with a current PyTorch, torch.save(torch.load(path, weights_only=True), new_path), "
+            "or as .safetensors",
+        )
     shard = _TF_SHARD.fullmatch(os.path.basename(p))
     if shard and os.path.isfile(p[: -len(shard.group(1))] + ".index"):
         return "tf1_checkpoint"  # one of the checkpoint's files, as for its .index
@@ -244,7 +266,7 @@ def _unknown_content(path: str) -> str:
         )
     if head == _HDF5_SIGNATURE[:4]:
         return "a truncated HDF5 file: it starts like HDF5 but is too short to hold one"
-    return "neither HDF5, a zip archive nor a TensorFlow checkpoint"
+    return "neither HDF5, a zip archive, safetensors nor a TensorFlow checkpoint"
 
 
 # --------------------------------------------------------------------------------------

@@ -484,7 +484,9 @@ class Model(Trainer):
     def save_weights(self, filepath: str | os.PathLike) -> str:
         """Saves the weights atomically; returns the path. A name ending in
         ``.weights.h5`` gets Keras 3's weights layout (for ``keras_model.load_weights``),
-        any other name layerkit's (one HDF5 group per layer)."""
+        ``.safetensors`` the state dict of the equivalent ``nn.Sequential`` (PyTorch names,
+        weights transposed; ``docs/pytorch_weights.md``), any other name layerkit's (one
+        HDF5 group per layer)."""
         from ..io.checkpoint import save_weights
 
         if not self.built:
@@ -498,13 +500,18 @@ class Model(Trainer):
         rename: dict[str, str] | Callable[[str], str] | None = None,
         skip_mismatch: bool = False,
     ) -> list[tuple[str, str]]:
-        """Restores weights by layer name from a layerkit, Keras or TensorFlow 1 file.
+        """Restores weights by layer name from a layerkit, Keras, TensorFlow 1 or PyTorch
+        (``torch.save`` state dict, ``.safetensors``) file.
 
         Args:
             filepath: the file (its format is recognised from its content).
             layers: a regular expression matched with ``re.fullmatch`` against the layer
                 names in the file (``"hidden[123]"``), or a list of names; all when None.
-            rename: a dict or function from names in the file to names in this model.
+            rename: a dict or function from names in the file to names in this model. For
+                PyTorch files whose module names (``fc1``, ``0``) are not the model's, and
+                without ``rename``, the selected layers go by order into the model's layers
+                with weights (a Linear into a Dense, a BatchNorm into a
+                BatchNormalization); see ``docs/pytorch_weights.md``.
             skip_mismatch: skip (with a warning) layers whose shapes do not fit,
                 instead of raising.
 
@@ -514,6 +521,8 @@ class Model(Trainer):
         Raises:
             ValueError: a selection that matches nothing, a layer the model lacks, or a
                 shape mismatch; raised before anything is changed.
+            lk.io.FormatError: a damaged, legacy or hostile file (a ``torch.save`` pickle
+                naming anything a state dict does not need is refused, never run).
 
         Example:
             >>> model.load_weights("mnist_mlp.h5", layers="hidden[123]")
