@@ -1,7 +1,10 @@
-"""Losses, with Keras's names, defaults and reduction (the mean over the batch).
+"""Losses, with Keras 3's names, defaults, ``reduction`` and ``sample_weight``.
 
 Each loss gives its value and its gradient with respect to the predictions in one call,
-``value_and_grad(y_true, y_pred)``. The cross-entropies are numerically stable:
+``value_and_grad(y_true, y_pred, sample_weight=None)``; the reduction (``"sum_over_batch_size"``
+by default: ``sum(w l) / n``, see :class:`Loss`) is Keras's. The cross-entropies take
+``label_smoothing`` as Keras (not the sparse one, as in Keras 3.15) and are numerically
+stable:
 
 * from logits, through log-sum-exp and softplus (``softplus(z) = max(z, 0) + log1p(e^-|z|)``),
   never ``log(sigmoid(z))``;
@@ -35,6 +38,9 @@ from . import backend
 from .registry import lookup
 from .validation import (
     check_finite,
+    check_flag,
+    check_number,
+    check_sample_weight,
     numeric_array,
     prediction_array,
     prediction_pair,
@@ -43,6 +49,7 @@ from .validation import (
 
 __all__ = [
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
     "CategoricalHinge",
     "CosineSimilarity",
@@ -59,6 +66,7 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "SquaredHinge",
     "binary_crossentropy",
+    "binary_focal_crossentropy",
     "categorical_crossentropy",
     "categorical_hinge",
     "cosine_similarity",
@@ -82,14 +90,55 @@ __all__ = [
 ]
 
 
+_REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+# The reductions that divide by the number of per-sample values when there are no weights:
+# the form every loss computes directly (``_value_and_grad``).
+_MEAN_REDUCTIONS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+
+
+def _check_reduction(reduction: Any) -> str | None:
+    if not isinstance(reduction, (str, type(None))) or reduction not in _REDUCTIONS:
+        raise ValueError(
+            f"Invalid value for argument reduction. Expected one of {list(_REDUCTIONS)}. "
+            f"Received: reduction={reduction!r:.100}"
+        )
+    return reduction
+
+
 class Loss:
-    """Base class. Subclasses implement ``value_and_grad`` and, if needed, ``check_targets``."""
+    """Base class: Keras 3's ``Loss(reduction="sum_over_batch_size", name=None)``.
+
+    Subclasses implement ``_value_and_grad`` (the mean of the per-sample losses and its
+    gradient), ``per_sample`` and, if needed, ``check_targets``. The base class applies
+    the reduction and the sample weights, as Keras's ``reduce_weighted_values``: with
+    per-sample losses ``l_i``, weights ``w_i`` (1 without weights) and ``m`` per-sample
+    values,
+
+    * ``"sum_over_batch_size"`` (the default) and ``"mean"``: ``sum(w l) / m``;
+    * ``"mean_with_sample_weight"``: ``sum(w l) / sum(w)`` (``/ m`` without weights);
+    * ``"sum"``: ``sum(w l)``;
+    * ``"none"`` or ``None``: the weighted per-sample losses ``w l`` (``__call__`` only:
+      a vector cannot drive training, see :meth:`value_and_grad`).
+
+    A zero divisor gives 0, as Keras's ``divide_no_nan``.
+    """
 
     name = "loss"
     sparse_targets = False
     from_logits = False
     # The activation whose output this loss reads as probabilities (and fuses with).
     probability_activation: str | None = None
+    # The axis ``per_sample`` reduces (CosineSimilarity and the binary losses take one).
+    axis = -1
+    # Keras's default, also for a subclass whose __init__ does not call Loss.__init__.
+    reduction: str | None = "sum_over_batch_size"
+
+    def __init__(self, reduction: str | None = "sum_over_batch_size", name: str | None = None):
+        self.reduction = _check_reduction(reduction)
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"Expected a non-empty string name. Received: name={name!r:.100}")
+            self.name = name
 
     @property
     def expects_probabilities(self) -> bool:
@@ -98,23 +147,114 @@ class Loss:
         :attr:`probability_activation` (``"softmax"`` or ``"sigmoid"``)."""
         return self.probability_activation is not None and not self.from_logits
 
-    def __call__(self, y_true, y_pred) -> float:
+    def __call__(self, y_true, y_pred, sample_weight=None) -> float | np.ndarray:
+        """The reduced loss of a batch (a float), or the per-sample losses (an array)
+        with reduction ``"none"``. ``sample_weight``: one non-negative weight per sample."""
         y_pred = np.asarray(y_pred)
         if y_pred.dtype.kind != "f":
             y_pred = y_pred.astype(backend.floatx())
         y_true = self.check_targets(y_true, y_pred.shape)
-        return self.value_and_grad(y_true, y_pred, need_grad=False)[0]
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, len(y_pred))
+        if self.reduction in (None, "none"):
+            values = self.per_sample(y_true, y_pred)
+            if sample_weight is not None:
+                values = values * self._weights_like(sample_weight, values, y_pred)
+            return values.astype(y_pred.dtype, copy=False)
+        return self.value_and_grad(y_true, y_pred, need_grad=False, sample_weight=sample_weight)[0]
 
     def value_and_grad(
-        self, y_true: np.ndarray, y_pred: np.ndarray, need_grad: bool = True
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        need_grad: bool = True,
+        sample_weight: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray | None]:
-        """Returns the mean loss and dL/dy_pred (``None`` when ``need_grad`` is false)."""
+        """Returns the reduced loss and dL/dy_pred (``None`` when ``need_grad`` is false).
+
+        ``y_true`` as :meth:`check_targets` returns it. ``sample_weight``: ``None`` or a 1-D
+        float array of one weight per sample (:func:`layerkit.validation.check_sample_weight`
+        checks it once, at the edge); row ``i``'s gradient is then ``w_i dl_i/dy_pred_i``
+        divided by the reduction's divisor. Without weights and with a mean reduction
+        this is exactly the subclass's own computation (no extra pass).
+
+        Raises:
+            ValueError: reduction ``"none"``/``None``, which gives a vector, not a loss to
+                minimise (Keras 3 on PyTorch fails at the first training step, as JAX
+                must; TensorFlow would silently train on the sum).
+        """
+        if sample_weight is None and self.reduction in _MEAN_REDUCTIONS:
+            return self._value_and_grad(y_true, y_pred, need_grad)
+        return self._reduced(y_true, y_pred, need_grad, sample_weight)
+
+    def _value_and_grad(
+        self, y_true: np.ndarray, y_pred: np.ndarray, need_grad: bool
+    ) -> tuple[float, np.ndarray | None]:
+        """The mean of the per-sample losses, and its gradient (a fresh array)."""
         raise NotImplementedError
 
     def per_sample(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """The unreduced losses, one per sample (Keras's loss functions): the mean over
         the last axis for element-wise losses, one value per row for the categorical ones."""
         raise NotImplementedError
+
+    def _per_sample_axis(self, y_pred: np.ndarray) -> int:
+        """The axis of ``y_pred`` that :meth:`per_sample` reduces, as a non-negative index."""
+        return self.axis % y_pred.ndim
+
+    def _weights_like(self, weights: np.ndarray, values: np.ndarray, y_pred) -> np.ndarray:
+        """``weights`` (one per sample) shaped to multiply the per-sample ``values``:
+        ``(n, 1, ..., 1)``, so each sample's weight covers all its values (Keras needs
+        weights of the values' shape for sequences; one per sample is accepted here)."""
+        if values.ndim == 0 or values.shape[0] != len(weights):
+            raise ValueError(
+                f"Expected predictions with a batch axis kept by loss {self.name!r} to apply "
+                f"sample_weight of length {len(weights)}. Received: y_pred.shape="
+                f"{y_pred.shape}, per-sample losses of shape {values.shape}"
+            )
+        return weights.astype(values.dtype, copy=False).reshape((-1,) + (1,) * (values.ndim - 1))
+
+    def _reduced(self, y_true, y_pred, need_grad, sample_weight):
+        """``value_and_grad`` for the other reductions and for weighted batches: the mean
+        form scaled (``"sum"``), or reweighted row by row from the per-sample losses."""
+        if self.reduction in (None, "none"):
+            raise ValueError(
+                f"Loss {self.name!r} with reduction={self.reduction!r} gives one loss per "
+                "sample, which cannot drive training or be logged as the loss. Use "
+                "'sum_over_batch_size' (the default), 'mean', 'mean_with_sample_weight' or "
+                "'sum'; call the loss, loss(y_true, y_pred), for the per-sample values."
+            )
+        value, grad = self._value_and_grad(y_true, y_pred, need_grad)
+        count = y_pred.size // y_pred.shape[self._per_sample_axis(y_pred)] if y_pred.size else 0
+        if sample_weight is None:  # "sum": the mean times the number of values
+            if grad is not None:
+                grad *= count
+            return value * count, grad
+        n = len(y_pred) if y_pred.ndim > 1 and self._per_sample_axis(y_pred) != 0 else -1
+        if n < 0 or len(sample_weight) != n:
+            raise ValueError(
+                f"Expected sample_weight of shape ({len(y_pred)},), one weight per sample, and "
+                f"predictions whose batch axis loss {self.name!r} keeps. Received: "
+                f"sample_weight.shape={np.shape(sample_weight)}, y_pred.shape={y_pred.shape}"
+            )
+        values = self.per_sample(y_true, y_pred)
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if values.ndim > 1:  # (n, t, ...): each sample's weight covers its t values
+            values = values.reshape(n, -1).sum(axis=1, dtype=np.float64)
+        weighted = float(np.dot(values.astype(np.float64, copy=False), w))
+        if self.reduction == "sum":
+            divisor = 1.0
+        elif self.reduction == "mean_with_sample_weight":
+            divisor = float(w.sum()) * (count // n if n else 0)
+        else:
+            divisor = float(count)
+        value = weighted / divisor if divisor else 0.0
+        if grad is None:
+            return value, None
+        # grad is d(mean of l)/dy = (dl_i/dy) / count: reweight each row, redivide.
+        scale = w * (count / divisor if divisor else 0.0)  # a new array: w may be the caller's
+        grad *= scale.astype(grad.dtype, copy=False).reshape((n,) + (1,) * (grad.ndim - 1))
+        return value, grad
 
     def check_targets(self, y_true, output_shape: tuple, argument: str = "y") -> np.ndarray:
         """Validates targets against the model's output shape and returns them as arrays.
@@ -137,16 +277,30 @@ class Loss:
         return to_float(y, argument)
 
     def fused_with(self, activation_name: str) -> Loss | None:
-        """The logits form of this loss when it follows ``activation_name``, else None."""
+        """The logits form of this loss (same options) when it follows
+        ``activation_name``, else None."""
         if self.expects_probabilities and activation_name == self.probability_activation:
-            return type(self)(from_logits=True)
+            return type(self).from_config({**self.get_config(), "from_logits": True})
         return None
 
     def get_config(self) -> dict[str, Any]:
-        return {}
+        """Keras 3's keys: ``name``, ``reduction``, then the loss's own options."""
+        return {"name": self.name, "reduction": self.reduction}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()})"
+
+
+def _mean(values: np.ndarray, axis: int) -> np.ndarray:
+    """``values.mean(axis)``, the same numbers without ``np.mean``'s Python overhead
+    (several microseconds, more than the arithmetic at batch sizes)."""
+    total = np.add.reduce(values, axis=axis)
+    total /= values.shape[axis]
+    return total
 
 
 def _clip_bounds(dtype: np.dtype) -> tuple[np.floating, np.floating]:
@@ -167,7 +321,7 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         diff = y_pred - y_true
         value = float(np.vdot(diff, diff)) / diff.size
         if need_grad:
@@ -176,7 +330,7 @@ class MeanSquaredError(Loss):
         return value, None
 
     def per_sample(self, y_true, y_pred):
-        return np.square(y_pred - y_true).mean(axis=-1)
+        return _mean(np.square(y_pred - y_true), -1)
 
 
 class MeanAbsoluteError(Loss):
@@ -184,7 +338,7 @@ class MeanAbsoluteError(Loss):
 
     name = "mean_absolute_error"
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         diff = y_pred - y_true
         value = float(np.abs(diff).sum(dtype=np.float64)) / diff.size
         if need_grad:
@@ -194,7 +348,17 @@ class MeanAbsoluteError(Loss):
         return value, None
 
     def per_sample(self, y_true, y_pred):
-        return np.abs(y_pred - y_true).mean(axis=-1)
+        return _mean(np.abs(y_pred - y_true), -1)
+
+
+def _check_smoothing(label_smoothing: Any) -> float:
+    return check_number(label_smoothing, "label_smoothing", minimum=0.0, maximum=1.0)
+
+
+def _check_axis(axis: Any) -> int:
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"Expected an integer axis. Received: axis={axis!r:.100}")
+    return int(axis)
 
 
 class BinaryCrossentropy(Loss):
@@ -205,6 +369,10 @@ class BinaryCrossentropy(Loss):
     From probabilities ``p``, as Keras 3: ``c = clip(p, eps, 1 - eps)`` with ``eps = 1e-7``,
     loss ``-(y log c + (1 - y) log(1 - c))``, gradient ``(c - y) / (c (1 - c)) / size``
     where ``p`` is inside ``[eps, 1 - eps]`` and 0 where it was clipped.
+
+    ``label_smoothing = s`` trains on ``y (1 - s) + s / 2`` instead of ``y``, as Keras (both
+    forms, the fused one included). ``axis`` is the axis the per-sample mean is taken
+    over (Keras's ``axis``); the reduced loss is the mean over every element either way.
 
     After a ``sigmoid`` layer (``Dense(1, activation="sigmoid")``), ``fit`` and ``evaluate``
     use the logits form (``fused_with``): the exact loss, where Keras 3 on PyTorch or JAX
@@ -222,8 +390,18 @@ class BinaryCrossentropy(Loss):
     name = "binary_crossentropy"
     probability_activation = "sigmoid"
 
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+        self.axis = _check_axis(axis)
 
     def check_targets(self, y_true, output_shape, argument="y"):
         y = super().check_targets(y_true, output_shape, argument)
@@ -237,9 +415,14 @@ class BinaryCrossentropy(Loss):
                 )
         return y
 
+    def _smoothed(self, y_true: np.ndarray) -> np.ndarray:
+        """Keras's ``y (1 - s) + 0.5 s``; the targets themselves when ``s = 0``."""
+        s = self.label_smoothing
+        return y_true * (1.0 - s) + 0.5 * s if s else y_true
+
     def _elementwise(self, y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
         """The loss of each element, and what the gradient reuses: ``exp(-|z|)`` from
-        logits, the clipped ``c`` from probabilities."""
+        logits, the clipped ``c`` from probabilities. ``y_true`` is already smoothed."""
         if self.from_logits:
             e = np.exp(-np.abs(y_pred))  # in (0, 1]: no overflow for any z
             return np.maximum(y_pred, 0) - y_true * y_pred + np.log1p(e), e
@@ -247,10 +430,11 @@ class BinaryCrossentropy(Loss):
         return -(y_true * np.log(c) + (1.0 - y_true) * np.log1p(-c)), c
 
     def per_sample(self, y_true, y_pred):
-        return self._elementwise(y_true, y_pred)[0].mean(axis=-1)
+        return _mean(self._elementwise(self._smoothed(y_true), y_pred)[0], self.axis)
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = y_pred.size
+        y_true = self._smoothed(y_true)
         loss, reused = self._elementwise(y_true, y_pred)
         value = float(loss.sum(dtype=np.float64)) / n
         if not need_grad:
@@ -270,7 +454,107 @@ class BinaryCrossentropy(Loss):
         return value, grad.astype(y_pred.dtype, copy=False)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": self.axis,
+        }
+
+
+class BinaryFocalCrossentropy(BinaryCrossentropy):
+    """Focal binary cross-entropy (Lin et al., 2017), as Keras 3.
+
+    With ``p`` the probability (``sigmoid(z)`` from logits), ``y`` the (smoothed) target
+    and ``q = 1 - p_t = y + p - 2 y p``: loss ``a q^gamma bce(y, p)``, where ``a = alpha y +
+    (1 - alpha)(1 - y)`` with ``apply_class_balancing`` and 1 otherwise. Gradient
+    ``a (q^gamma dbce/dp + gamma q^(gamma - 1) (1 - 2y) bce) dp``.
+
+    From probabilities ``bce`` is clipped as in :class:`BinaryCrossentropy` (no gradient
+    through the clip) while ``q`` uses ``p`` itself, as Keras. From logits ``bce`` is the
+    exact ``softplus(z) - y z``; Keras takes ``sigmoid(z)`` then clips, which differs
+    only where ``|z| > 16`` (Keras caps such a sample's bce at 16.12 and its gradient at 0).
+    After a ``sigmoid`` layer ``fit`` uses the logits form, as for binary cross-entropy.
+    """
+
+    name = "binary_focal_crossentropy"
+
+    def __init__(
+        self,
+        apply_class_balancing: bool = False,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(from_logits, label_smoothing, axis, reduction, name)
+        self.apply_class_balancing = check_flag(apply_class_balancing, "apply_class_balancing")
+        self.alpha = check_number(alpha, "alpha", minimum=0.0, maximum=1.0)
+        self.gamma = check_number(gamma, "gamma", minimum=0.0)
+
+    def _terms(self, y, y_pred, need_grad):
+        """The element-wise focal losses and (if ``need_grad``) their derivatives."""
+        bce, reused = self._elementwise(y, y_pred)
+        if self.from_logits:
+            e = reused
+            p = np.where(y_pred >= 0, 1.0, e).astype(y_pred.dtype, copy=False) / (1.0 + e)
+        else:
+            p = y_pred
+        q = y + p - 2.0 * y * p  # 1 - p_t
+        factor = np.power(q, self.gamma) if self.gamma != 2.0 else np.square(q)
+        loss = factor * bce
+        balance = None
+        if self.apply_class_balancing:
+            balance = y * self.alpha + (1.0 - y) * (1.0 - self.alpha)
+            loss *= balance
+        if not need_grad:
+            return loss, None
+        if self.from_logits:
+            dp = p * (1.0 - p)  # dp/dz
+            dbce = p - y  # dbce/dz
+        else:
+            c = reused
+            low, high = _clip_bounds(y_pred.dtype)
+            dp = None
+            dbce = (c - y) / (c * (1.0 - c)) * _inside(y_pred, low, high)
+        if self.gamma == 0.0:
+            grad = dbce
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                # q^(gamma - 1), taken as 0 where q = 0 (the limit for gamma > 1)
+                slope = np.where(
+                    q > 0, np.power(q, self.gamma - 1.0), 0.0 if self.gamma != 1 else 1.0
+                )
+            dfactor = self.gamma * slope * (1.0 - 2.0 * y)
+            if dp is not None:
+                dfactor *= dp
+            grad = factor * dbce + dfactor * bce
+        if balance is not None:
+            grad *= balance
+        return loss, grad
+
+    def per_sample(self, y_true, y_pred):
+        return _mean(self._terms(self._smoothed(y_true), y_pred, False)[0], self.axis)
+
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
+        n = y_pred.size
+        loss, grad = self._terms(self._smoothed(y_true), y_pred, need_grad)
+        value = float(loss.sum(dtype=np.float64)) / n
+        if not need_grad:
+            return value, None
+        grad *= 1.0 / n
+        return value, grad.astype(y_pred.dtype, copy=False)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "apply_class_balancing": self.apply_class_balancing,
+            "alpha": self.alpha,
+            "gamma": self.gamma,
+        }
 
 
 _ARANGES: dict[int, np.ndarray] = {}
@@ -325,23 +609,47 @@ class CategoricalCrossentropy(Loss):
     ``evaluate`` gives 15.00 (= (30 + 2e-9) / 2), Keras (torch backend) 8.06
     (= (16.12 + 1.2e-7) / 2). Keras on TensorFlow uses the logits as layerkit does.
     ``CategoricalCrossentropy()(y, model.predict(x))`` gives Keras's clipped number.
+
+    ``label_smoothing = s`` trains on ``y (1 - s) + s / classes``, as Keras (both forms,
+    the fused one included). ``axis`` must be the class axis, -1.
     """
 
     name = "categorical_crossentropy"
     probability_activation = "softmax"
 
-    def __init__(self, from_logits: bool = False) -> None:
-        self.from_logits = bool(from_logits)
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        self.label_smoothing = _check_smoothing(label_smoothing)
+        if _check_axis(axis) != -1:
+            raise ValueError(
+                f"Expected axis=-1 (the classes last) for {type(self).__name__}. "
+                f"Received: axis={axis!r}"
+            )
+
+    def _smoothed(self, y_true: np.ndarray, classes: int) -> np.ndarray:
+        """Keras's ``y (1 - s) + s / classes``; the targets themselves when ``s = 0``."""
+        s = self.label_smoothing
+        return y_true * (1.0 - s) + s / classes if s else y_true
 
     def per_sample(self, y_true, y_pred):
+        y_true = self._smoothed(y_true, y_pred.shape[-1])
         if self.from_logits:
             _, lse = _log_softmax_parts(y_pred)
             return (y_true * (lse - y_pred)).sum(axis=-1)
         c = np.clip(y_pred / _row_sums(y_pred), *_clip_bounds(y_pred.dtype))
         return -(y_true * np.log(c)).sum(axis=-1)
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = y_pred.size // y_pred.shape[-1] if y_pred.size else 0  # rows: the mean is over them
+        y_true = self._smoothed(y_true, y_pred.shape[-1])
         if self.from_logits:
             e, lse = _log_softmax_parts(y_pred)
             y_sum = y_true.sum(axis=-1, keepdims=True)
@@ -367,7 +675,12 @@ class CategoricalCrossentropy(Loss):
         return value, grad.astype(y_pred.dtype, copy=False)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {
+            **super().get_config(),
+            "from_logits": self.from_logits,
+            "label_smoothing": self.label_smoothing,
+            "axis": -1,
+        }
 
 
 class SparseCategoricalCrossentropy(CategoricalCrossentropy):
@@ -380,6 +693,25 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
 
     name = "sparse_categorical_crossentropy"
     sparse_targets = True
+    label_smoothing = 0.0  # Keras 3's sparse cross-entropy takes none
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        ignore_class: None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        Loss.__init__(self, reduction, name)
+        self.from_logits = check_flag(from_logits, "from_logits")
+        if ignore_class is not None:  # accepted as None so that Keras's configs load
+            raise ValueError(
+                "ignore_class is not supported by layerkit's SparseCategoricalCrossentropy "
+                f"(use sample_weight=0 for those samples). Received: ignore_class={ignore_class!r}"
+            )
+
+    def get_config(self):
+        return {**Loss.get_config(self), "from_logits": self.from_logits, "ignore_class": None}
 
     def check_targets(self, y_true, output_shape, argument="y"):
         y = numeric_array(y_true, argument)
@@ -420,10 +752,10 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         total = _row_sums(y_pred)[..., 0]
         return -np.log(np.clip(picked / total, *_clip_bounds(y_pred.dtype)))
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         if y_pred.ndim > 2:  # (n, ..., classes): the mean over every row, as Keras does
             rows_pred = y_pred.reshape(-1, y_pred.shape[-1])
-            value, grad = self.value_and_grad(y_true.reshape(-1), rows_pred, need_grad)
+            value, grad = self._value_and_grad(y_true.reshape(-1), rows_pred, need_grad)
             return value, None if grad is None else grad.reshape(y_pred.shape)
         n = y_pred.shape[0]
         rows = _arange(n)
@@ -466,9 +798,9 @@ class _Elementwise(Loss):
         raise NotImplementedError
 
     def per_sample(self, y_true, y_pred):
-        return self._terms(y_true, y_pred, False)[0].mean(axis=-1)
+        return _mean(self._terms(y_true, y_pred, False)[0], -1)
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = y_pred.size
         loss, grad = self._terms(y_true, y_pred, need_grad)
         value = float(loss.sum(dtype=np.float64)) / n
@@ -487,10 +819,16 @@ class Huber(_Elementwise):
     """``0.5 e^2`` where ``|e| <= delta``, else ``delta (|e| - 0.5 delta)``, with
     ``e = y_pred - y_true``; derivative ``clip(e, -delta, delta)``."""
 
-    name = "huber"
+    name = "huber_loss"  # Keras 3's default name (its function is ``huber``)
 
-    def __init__(self, delta: float = 1.0) -> None:
-        self.delta = float(delta)
+    def __init__(
+        self,
+        delta: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.delta = check_number(delta, "delta", minimum=0.0, exclusive_minimum=True)
 
     def _terms(self, y_true, y_pred, need_grad):
         e = y_pred - y_true
@@ -500,7 +838,7 @@ class Huber(_Elementwise):
         return loss, np.clip(e, -d, d, out=e) if need_grad else None
 
     def get_config(self):
-        return {"delta": self.delta}
+        return {**super().get_config(), "delta": self.delta}
 
 
 class LogCosh(_Elementwise):
@@ -590,7 +928,7 @@ class KLDivergence(Loss):
         t, c, _, _ = self._clipped(y_true, y_pred)
         return (t * np.log(t / c)).sum(axis=-1)
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = _rows(y_pred)
         t, c, low, high = self._clipped(y_true, y_pred)
         terms = t / c
@@ -612,8 +950,14 @@ class CosineSimilarity(Loss):
 
     name = "cosine_similarity"
 
-    def __init__(self, axis: int = -1) -> None:
-        self.axis = int(axis)
+    def __init__(
+        self,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+    ) -> None:
+        super().__init__(reduction, name)
+        self.axis = _check_axis(axis)
 
     def _inverse_norm(self, x):
         inv = np.sqrt(np.square(x).sum(axis=self.axis, keepdims=True))
@@ -625,7 +969,7 @@ class CosineSimilarity(Loss):
         u = y_true * self._inverse_norm(y_true)
         return -(u * y_pred * self._inverse_norm(y_pred)).sum(axis=self.axis)
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = _rows(y_pred, self.axis)
         u = y_true * self._inverse_norm(y_true).astype(y_pred.dtype, copy=False)
         inv = self._inverse_norm(y_pred)
@@ -643,7 +987,7 @@ class CosineSimilarity(Loss):
         return value, v
 
     def get_config(self):
-        return {"axis": self.axis}
+        return {**super().get_config(), "axis": self.axis}
 
 
 def _hinge_labels(y_true: np.ndarray) -> np.ndarray:
@@ -707,7 +1051,7 @@ class CategoricalHinge(Loss):
     def per_sample(self, y_true, y_pred):
         return self._parts(y_true, y_pred)[0]
 
-    def value_and_grad(self, y_true, y_pred, need_grad=True):
+    def _value_and_grad(self, y_true, y_pred, need_grad=True):
         n = _rows(y_pred)
         loss, top = self._parts(y_true, y_pred)
         value = float(loss.sum(dtype=np.float64)) / n
@@ -738,21 +1082,45 @@ mse = mean_squared_error
 mae = mean_absolute_error
 
 
-def binary_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+def binary_crossentropy(
+    y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> np.ndarray:
     """Keras's ``binary_crossentropy``: the element-wise loss (clipped probabilities, or
-    logits), averaged over the last axis: one value per sample."""
-    return BinaryCrossentropy(from_logits).per_sample(*prediction_pair(y_true, y_pred))
+    logits) of the smoothed targets, averaged over ``axis``: one value per sample."""
+    loss = BinaryCrossentropy(from_logits, label_smoothing, axis)
+    return loss.per_sample(*prediction_pair(y_true, y_pred))
 
 
-def categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
+def binary_focal_crossentropy(
+    y_true,
+    y_pred,
+    apply_class_balancing: bool = False,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    from_logits: bool = False,
+    label_smoothing: float = 0.0,
+    axis: int = -1,
+) -> np.ndarray:
+    """Keras's ``binary_focal_crossentropy``: the focal loss of each element (see
+    :class:`BinaryFocalCrossentropy`), averaged over ``axis``: one value per sample."""
+    loss = BinaryFocalCrossentropy(
+        apply_class_balancing, alpha, gamma, from_logits, label_smoothing, axis
+    )
+    return loss.per_sample(*prediction_pair(y_true, y_pred))
+
+
+def categorical_crossentropy(
+    y_true, y_pred, from_logits: bool = False, label_smoothing: float = 0.0, axis: int = -1
+) -> np.ndarray:
     """Keras's ``categorical_crossentropy``: one value per row of ``y_pred``."""
+    loss = CategoricalCrossentropy(from_logits, label_smoothing, axis)
     y_true, y_pred = prediction_pair(y_true, y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(
             "Expected y_true and y_pred of the same shape. "
             f"Received: y_true.shape={y_true.shape}, y_pred.shape={y_pred.shape}"
         )
-    return CategoricalCrossentropy(from_logits).per_sample(y_true, y_pred)
+    return loss.per_sample(y_true, y_pred)
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, from_logits: bool = False) -> np.ndarray:
@@ -831,6 +1199,7 @@ _BY_NAME: dict[str, type[Loss]] = {
     "mae": MeanAbsoluteError,
     "mean_absolute_error": MeanAbsoluteError,
     "binary_crossentropy": BinaryCrossentropy,
+    "binary_focal_crossentropy": BinaryFocalCrossentropy,
     "categorical_crossentropy": CategoricalCrossentropy,
     "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
     "huber": Huber,
@@ -861,7 +1230,12 @@ def get(identifier: str | Loss | dict) -> Loss:
         cls = _CLASSES[identifier["class_name"]]
         if not isinstance(config, dict) or not set(config) <= set(cls().get_config()):
             raise ValueError(f"Invalid loss config. Received: {identifier!r:.200}")
-        return cls(**config)
+        try:
+            return cls.from_config(config)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"Invalid loss config ({error}). Received: {identifier!r:.200}"
+            ) from None
     raise TypeError(
         "Expected a loss name or a layerkit loss. "
         f"Received: loss={identifier!r:.100} of type {type(identifier).__name__}"

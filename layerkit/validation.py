@@ -172,3 +172,36 @@ def check_flag(value: Any, argument: str) -> bool:
             f"Received: {argument}={value!r:.100} of type {type(value).__name__}"
         )
     return bool(value)
+
+
+def check_sample_weight(
+    sample_weight: Any, rows: int, argument: str = "sample_weight"
+) -> np.ndarray:
+    """Returns per-sample weights as a 1-D float array of length ``rows``.
+
+    Accepts shape ``(rows,)`` or ``(rows, 1)`` (as Keras squeezes a trailing axis of 1).
+
+    Raises:
+        TypeError: non-numeric weights.
+        ValueError: a wrong shape or length, or a negative, NaN or infinite weight; the
+            message names ``argument`` and the first bad index.
+    """
+    weights = numeric_array(sample_weight, argument)
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        weights = weights[:, 0]
+    if weights.ndim != 1 or weights.shape[0] != rows:
+        raise ValueError(
+            f"Expected {argument} of shape ({rows},): one weight per sample. "
+            f"Received: {argument}.shape={weights.shape}"
+        )
+    weights = np.ascontiguousarray(weights, dtype=backend.floatx())
+    # One pass decides (NaN fails every comparison); the index is looked for only on error.
+    good = weights >= 0
+    good &= weights <= np.finfo(weights.dtype).max
+    if not good.all():
+        index = int(np.argmin(good))
+        raise ValueError(
+            f"Invalid {argument}: expected finite, non-negative weights. "
+            f"Received: {argument}[{index}]={float(weights[index])!r}"
+        )
+    return weights

@@ -95,7 +95,14 @@ def test_inspect_shows_compile_optimizer_and_training_position(trained_checkpoin
         if not line.startswith(" ")
     }
     loss = json.loads(lines["loss"])
-    assert loss == {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}}
+    assert loss == {
+        "class_name": "SparseCategoricalCrossentropy",
+        "config": {
+            "name": "sparse_categorical_crossentropy",
+            "reduction": "sum_over_batch_size",
+            "from_logits": True,
+        },
+    }
     assert json.loads(lines["metrics"]) == ["accuracy"]
     name, config = lines["optimizer"].split(" ", 1)
     assert name == "Adam"
