@@ -14,9 +14,14 @@ A ``Sequential`` is written as Keras's ``Sequential``; a graph (``lk.Model``) as
 Both weight files use Keras 3's layout: a root ``vars`` group named after the model, then
 ``layers/<snake_case_class>[_N]/vars/<i>`` in model order, numbered per class (``dense``,
 ``dense_1``...; Keras matches layers by these keys, not by name), each ``vars`` group with
-a ``name`` attribute holding the layer name (which layerkit's own reader uses). No
-``optimizer`` group is written, as Keras does for an uncompiled model: layerkit's
-optimizer state is not translated, and an exported model loads uncompiled.
+a ``name`` attribute holding the layer name (which layerkit's own reader uses).
+
+A compiled model whose loss and metrics Keras can name (built-in losses, metric strings)
+is written compiled: ``compile_config`` holds the optimizer, loss and metrics as Keras 3
+serialises them, and ``model.weights.h5`` an ``optimizer/vars/<i>`` group in Keras's
+variable layout (:mod:`layerkit.optim.keras_layout`), so ``keras.models.load_model``
+continues training from the same optimizer state. Any other model is written uncompiled
+(``compile_config`` ``{}``, no ``optimizer`` group), as Keras writes an uncompiled model.
 
 The config holds only keys that every Keras 3 release accepts (newer optional keys such
 as ``quantization_config`` are left at their defaults), so older Keras 3 versions load
@@ -38,7 +43,9 @@ import numpy as np
 
 from .. import activations, backend, initializers
 from .. import layers as lk_layers
+from .. import losses as lk_losses
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
+from ..optim import keras_layout
 from .atomic import atomic_write
 from .keras_files import _to_snake_case
 
@@ -200,8 +207,13 @@ def keras_writer(
             raise ValueError("A .weights.h5 file has no room for extra members.")
         return lambda tmp: _write_weights(tmp, model.name, entries)
     config = _graph_model_config(model, layers) if graph else _model_config(model, layers)
+    compiled = _compile_config(model)
+    optimizer = None
+    if compiled is not None:
+        config["compile_config"] = compiled
+        optimizer = (model.optimizer.name, _keras_optimizer_variables(model))
     weights = io.BytesIO()
-    _write_weights(weights, model.name, entries)
+    _write_weights(weights, model.name, entries, optimizer)
     return lambda tmp: _write_archive(tmp, config, weights.getvalue(), extra_members or {})
 
 
@@ -369,8 +381,22 @@ def _keras_object(module: str, value: Any) -> dict[str, Any] | None:
     }
 
 
+def _weight_options(layer: Layer, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The layer's regularizers and constraints (``kernel_regularizer``...) as Keras 3
+    writes them (None when unset)."""
+    return {
+        key: _keras_object(
+            "regularizers" if key.endswith("_regularizer") else "constraints",
+            getattr(layer, key, None),
+        )
+        for key in keys
+    }
+
+
 def _layer_config(layer: Layer) -> dict[str, Any]:
     common = {"name": layer.name, "trainable": layer.trainable, "dtype": _policy(layer.dtype)}
+    if layer.activity_regularizer is not None:  # Keras 3's base layer config has it then
+        common["activity_regularizer"] = _keras_object("regularizers", layer.activity_regularizer)
     if isinstance(layer, Dense):
         config = {
             **common,
@@ -379,10 +405,10 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
             "use_bias": layer.use_bias,
             "kernel_initializer": _keras_initializer(layer.kernel_initializer),
             "bias_initializer": _keras_initializer(layer.bias_initializer),
-            "kernel_regularizer": _keras_object("regularizers", layer.kernel_regularizer),
-            "bias_regularizer": _keras_object("regularizers", layer.bias_regularizer),
-            "kernel_constraint": _keras_object("constraints", layer.kernel_constraint),
-            "bias_constraint": _keras_object("constraints", layer.bias_constraint),
+            **_weight_options(
+                layer,
+                ("kernel_regularizer", "bias_regularizer", "kernel_constraint", "bias_constraint"),
+            ),
         }
         return _layer_entry("Dense", config, layer.input_shape)
     if isinstance(layer, Dropout):
@@ -415,8 +441,7 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
         config = {
             **common,
             "alpha_initializer": _keras_initializer(layer.alpha_initializer),
-            "alpha_regularizer": None,
-            "alpha_constraint": None,
+            **_weight_options(layer, ("alpha_regularizer", "alpha_constraint")),
             "shared_axes": layer.shared_axes,
         }
         return _layer_entry(name, config, layer.input_shape)
@@ -432,10 +457,10 @@ def _layer_config(layer: Layer) -> dict[str, Any]:
                 f"{w}_initializer": _keras_initializer(getattr(layer, f"{w}_initializer"))
                 for w in _BATCH_NORM_WEIGHTS
             },
-            "beta_regularizer": None,
-            "gamma_regularizer": None,
-            "beta_constraint": None,
-            "gamma_constraint": None,
+            **_weight_options(
+                layer,
+                ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
+            ),
             "synchronized": layer.synchronized,
         }
         return _layer_entry(name, config, layer.input_shape)
@@ -579,7 +604,10 @@ def _graph_model_config(model, layers: list[Layer]) -> dict[str, Any]:
 
 
 def _write_weights(
-    target: str | io.BytesIO, model_name: str, entries: list[tuple[str, str, list[np.ndarray]]]
+    target: str | io.BytesIO,
+    model_name: str,
+    entries: list[tuple[str, str, list[np.ndarray]]],
+    optimizer: tuple[str, list[np.ndarray]] | None = None,
 ) -> None:
     # Groups are created in Keras's order (model first, then layers in model order):
     # readers without a config, layerkit's included, recover the order from it.
@@ -590,6 +618,73 @@ def _write_weights(
             group.attrs["name"] = name
             for i, array in enumerate(arrays):
                 group[str(i)] = array
+        if optimizer is not None:
+            name, arrays = optimizer
+            group = f.create_group("optimizer").create_group("vars")
+            group.attrs["name"] = name
+            for i, array in enumerate(arrays):
+                group[str(i)] = array
+
+
+# --------------------------------------------------------------------------------------
+# The optimizer and compile settings
+# --------------------------------------------------------------------------------------
+
+# Config keys of layerkit's built-in losses that Keras 3's losses of the same class take.
+_KERAS_LOSS_KEYS = frozenset(
+    {"name", "reduction", "from_logits", "label_smoothing", "axis", "delta", "ignore_class"}
+)
+
+
+def _keras_loss(loss: Any) -> Any:
+    """A loss as Keras 3 serialises it, or None when Keras could not read it back."""
+    if isinstance(loss, str):
+        return loss
+    if (
+        isinstance(loss, dict)
+        and isinstance(loss.get("class_name"), str)
+        and isinstance(loss.get("config"), dict)
+        and set(loss["config"]) <= _KERAS_LOSS_KEYS
+        and hasattr(lk_losses, loss["class_name"])
+    ):
+        return {
+            "module": "keras.losses",
+            "class_name": loss["class_name"],
+            "config": dict(loss["config"]),
+            "registered_name": None,
+        }
+    return None
+
+
+def _compile_config(model) -> dict[str, Any] | None:
+    """Keras 3's ``compile_config`` for a compiled model with one built-in loss and
+    metric names, else None (the model is then written uncompiled)."""
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
+        return None
+    settings = model._objectives.config()
+    loss = _keras_loss(settings.get("loss"))
+    metrics = settings.get("metrics") or []
+    if loss is None or not all(isinstance(m, str) for m in metrics):
+        return None
+    if settings.get("loss_weights") is not None or model.optimizer.decay is not None:
+        return None  # not in Keras 3's terms
+    return {
+        "optimizer": keras_layout.keras_config(model.optimizer),
+        "loss": loss,
+        "loss_weights": None,
+        "metrics": list(metrics) or None,
+        "weighted_metrics": None,
+        "run_eagerly": False,
+        "steps_per_execution": 1,
+        "jit_compile": False,
+    }
+
+
+def _keras_optimizer_variables(model) -> list[np.ndarray]:
+    """The optimizer's state over the weights Keras builds it on (the trainable ones, in
+    model order), in Keras's layout."""
+    trainable = [p for p in model.weights if p.trainable and not p.statistic]
+    return keras_layout.keras_variables(model.optimizer, trainable)
 
 
 def _write_archive(

@@ -47,8 +47,8 @@ __all__ = ["load_keras"]
 
 PathLike = str | os.PathLike
 
-# Dense options that only change training; layerkit has no equivalent, so they are
-# dropped with a warning (predictions are unaffected).
+# Options that only change training: Keras's regularizers and constraints carry over,
+# any other class is dropped with a warning (predictions are unaffected).
 _TRAINING_ONLY_DENSE_OPTIONS = (
     "kernel_regularizer",
     "bias_regularizer",
@@ -56,8 +56,14 @@ _TRAINING_ONLY_DENSE_OPTIONS = (
     "kernel_constraint",
     "bias_constraint",
 )
-# The same for PReLU.
-_TRAINING_ONLY_PRELU_OPTIONS = ("alpha_regularizer", "alpha_constraint")
+_TRAINING_ONLY_PRELU_OPTIONS = ("alpha_regularizer", "alpha_constraint", "activity_regularizer")
+_TRAINING_ONLY_BATCH_NORM_OPTIONS = (
+    "beta_regularizer",
+    "gamma_regularizer",
+    "beta_constraint",
+    "gamma_constraint",
+    "activity_regularizer",
+)
 # Options of the layer that calls a layer (the "kwargs" of an inbound node) layerkit
 # cannot honour when they are set.
 _MAX_INBOUND_KWARGS = 16
@@ -351,25 +357,7 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
                     f"{where} has {option}={cfg[option]!r}, which changes its weights; "
                     "layerkit supports plain Dense layers only."
                 )
-        # Keras's L1/L2/L1L2 and MaxNorm/NonNeg/UnitNorm/MinMaxNorm carry over; anything
-        # else only changes training and is dropped with a warning.
-        kept: dict[str, Any] = {}
-        ignored = []
-        for option in _TRAINING_ONLY_DENSE_OPTIONS:
-            value = cfg.get(option)
-            if not value:
-                continue
-            translated = _penalty_or_constraint(option, value)
-            if translated is None:
-                ignored.append(option)
-            else:
-                kept[option] = translated
-        if ignored:
-            warnings.warn(
-                f"{where}: {', '.join(ignored)} ignored (not a regularizer or constraint "
-                "layerkit has); predictions are the same, further training is not.",
-                stacklevel=3,
-            )
+        kept = _training_options(cfg, _TRAINING_ONLY_DENSE_OPTIONS, where)
         return Dense(
             spec["units"],
             activation=_activation(spec["activation"], name, class_name, path),
@@ -415,10 +403,34 @@ def _make_layer(spec: dict, cfg: dict, path: str) -> Layer:
     return layer
 
 
+def _training_options(cfg: dict, options: tuple[str, ...], where: str) -> dict[str, Any]:
+    """The regularizers and constraints of a Keras layer config that layerkit has (L1,
+    L2, L1L2, OrthogonalRegularizer; MaxNorm, NonNeg, UnitNorm, MinMaxNorm), as layer
+    arguments; any other class only changes training and is dropped with a warning."""
+    kept: dict[str, Any] = {}
+    ignored = []
+    for option in options:
+        value = cfg.get(option)
+        if not value:
+            continue
+        translated = _penalty_or_constraint(option, value)
+        if translated is None:
+            ignored.append(option)
+        else:
+            kept[option] = translated
+    if ignored:
+        warnings.warn(
+            f"{where}: {', '.join(ignored)} ignored (not a regularizer or constraint "
+            "layerkit has); predictions are the same, further training is not.",
+            stacklevel=4,
+        )
+    return kept
+
+
 def _penalty_or_constraint(option: str, value: Any) -> Any:
-    """The layerkit regularizer or constraint of a Keras config entry, else None (an
-    activity regularizer, or a class layerkit does not have)."""
-    if option == "activity_regularizer" or not isinstance(value, dict):
+    """The layerkit regularizer or constraint of a Keras config entry, else None (a
+    class layerkit does not have)."""
+    if not isinstance(value, dict):
         return None
     module = regularizers if option.endswith("regularizer") else constraints
     try:
@@ -458,35 +470,14 @@ def _make_other_layer(
         if class_name == "Softmax":
             return lk_layers.Softmax(axis=cfg.get("axis", -1), **common)
         if class_name == "PReLU":
-            ignored = [option for option in _TRAINING_ONLY_PRELU_OPTIONS if cfg.get(option)]
-            if ignored:
-                warnings.warn(
-                    f"{where}: {', '.join(ignored)} ignored (layerkit has no regularizers "
-                    "or constraints); predictions are the same, further training is not.",
-                    stacklevel=4,
-                )
             return lk_layers.PReLU(
                 alpha_initializer=_initializer(cfg.get("alpha_initializer"), "zeros"),
                 shared_axes=cfg.get("shared_axes"),
                 **common,
+                **_training_options(cfg, _TRAINING_ONLY_PRELU_OPTIONS, where),
             )
         if class_name == "BatchNormalization":
-            dropped = [
-                option
-                for option in (
-                    "beta_regularizer",
-                    "gamma_regularizer",
-                    "beta_constraint",
-                    "gamma_constraint",
-                )
-                if cfg.get(option)
-            ]
-            if dropped:
-                warnings.warn(
-                    f"{where}: {', '.join(dropped)} ignored (layerkit has no regularizers "
-                    "or constraints); predictions are the same, further training is not.",
-                    stacklevel=4,
-                )
+            options = _training_options(cfg, _TRAINING_ONLY_BATCH_NORM_OPTIONS, where)
             if cfg.get("renorm"):
                 raise ValueError(f"{where}: renorm=True is not supported.")
             return lk_layers.BatchNormalization(
@@ -503,6 +494,7 @@ def _make_other_layer(
                 ),
                 synchronized=bool(cfg.get("synchronized", False)),
                 **common,
+                **options,
             )
         if class_name in ("GaussianNoise", "GaussianDropout", "AlphaDropout"):
             return _noise_layer(class_name, cfg, common)

@@ -1,5 +1,7 @@
 """Optimizers with Keras 3 defaults and update rules: SGD, RMSprop, Adagrad, Adadelta, Adam
-(with amsgrad), AdamW, Adamax, Nadam, Lion; ``weight_decay`` on every one."""
+(with amsgrad), AdamW, Adamax, Nadam, Lion, Ftrl, Lamb, Adafactor; Keras 3's base options
+(``weight_decay``, ``use_ema``, ``gradient_accumulation_steps``, ``loss_scale_factor``,
+clipping) on every one."""
 
 from __future__ import annotations
 
@@ -8,11 +10,14 @@ from typing import Any
 from ..registry import lookup
 from . import schedules
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam
 from .adamax import Adamax
 from .adamw import AdamW
 from .base import Optimizer
+from .ftrl import Ftrl
+from .lamb import Lamb
 from .lion import Lion
 from .nadam import Nadam
 from .rmsprop import RMSprop
@@ -21,10 +26,13 @@ from .sgd import SGD
 __all__ = [
     "SGD",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "Adamax",
+    "Ftrl",
+    "Lamb",
     "Lion",
     "Nadam",
     "Optimizer",
@@ -44,6 +52,9 @@ _BY_NAME: dict[str, type[Optimizer]] = {
     "adamax": Adamax,
     "nadam": Nadam,
     "lion": Lion,
+    "ftrl": Ftrl,
+    "lamb": Lamb,
+    "adafactor": Adafactor,
 }
 
 

@@ -48,6 +48,9 @@ class Adam(Optimizer):
             self.slot_names = ("momentum", "velocity", "velocity_hat")
         super().__init__(learning_rate, **kwargs)
 
+    def keras_slot_groups(self):
+        return (("momentum", "velocity"),) + ((("velocity_hat",),) if self.amsgrad else ())
+
     def slot_scale(self, slot):
         return 1.0 - (self.beta_1 if slot == "momentum" else self.beta_2)
 

@@ -7,30 +7,48 @@ reordering and freeze/unfreeze.
 Speed: parameters that sit next to each other in the model's arena (see
 :mod:`layerkit.parameter`) and whose state also sits together are updated as one flat
 slice, so a step costs a handful of in-place numpy calls instead of a handful per weight.
+
+Keras 3's base options live here too: ``use_ema`` (a moving average of the weights, slot
+``average``), ``gradient_accumulation_steps`` (slot ``gradient_accumulator``),
+``loss_scale_factor`` (gradients divided before anything else) and tf.keras 2's ``decay``.
+An optimizer whose state is not shaped like its parameter (Adafactor's factored moments)
+names it in ``shaped_slot_names`` and gives each shape in :meth:`Optimizer.slot_shape`.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from ..parameter import Parameter
-from ..validation import check_number
+from ..validation import check_flag, check_integer, check_number
 from . import schedules
 
 
 class _Run:
-    """Neighbouring parameters updated together: flat views of values, grads and slots."""
+    """Neighbouring parameters updated together: flat views of values, grads and slots.
 
-    __slots__ = ("decay", "grad", "parameters", "slots", "value")
+    ``slots`` are the update rule's slots, ``base`` the base options' (``average``,
+    ``gradient_accumulator``) by name, ``spans`` each parameter's ``(start, end)`` in the
+    flat views (for rules that need per-parameter norms or shapes).
+    """
 
-    def __init__(self, parameters, value, grad, slots, decay=()):
+    __slots__ = ("base", "decay", "grad", "parameters", "slots", "spans", "value")
+
+    def __init__(self, parameters, value, grad, slots, decay=(), base=None):
         self.parameters, self.value, self.grad, self.slots = parameters, value, grad, slots
         self.decay = decay  # flat views of the values that weight decay applies to
+        self.base = base or {}
+        spans, start = [], 0
+        for p in parameters:
+            spans.append((start, start + p.size))
+            start += p.size
+        self.spans = tuple(spans)
 
 
 class Optimizer:
@@ -44,12 +62,30 @@ class Optimizer:
         clipnorm: clip each gradient to this L2 norm.
         clipvalue: clip each gradient element to ``[-clipvalue, clipvalue]``.
         global_clipnorm: clip all gradients together to this global L2 norm.
+        use_ema: keep an exponential moving average of the weights (slot ``average``):
+            after every step ``a = m a + (1 - m) w``, with ``m = 0`` at the first step and
+            ``ema_momentum`` after. :meth:`finalize_variable_values` copies it into the
+            weights (``fit`` does so at its end, as Keras's).
+        ema_momentum: ``m`` above, in ``[0, 1]``; Keras's default 0.99.
+        ema_overwrite_frequency: with ``use_ema``, copy the average into the weights every
+            this many steps (an integer >= 1), or never (None).
+        loss_scale_factor: the trainer multiplies the loss by it before the backward pass
+            (:meth:`scale_loss`) and the optimizer divides the gradients by it before
+            anything else (mixed-precision loss scaling).
+        gradient_accumulation_steps: an integer >= 2, or None: sum the gradients of this
+            many calls (slot ``gradient_accumulator``) and update with their mean on the
+            last, as Keras 3. ``iterations`` then counts updates, and a schedule follows
+            the calls (Keras's ``_iterations``).
         name: optional name.
 
-    Only one of the three clipping options may be set, as in Keras.
+    Only one of the three clipping options may be set, as in Keras. ``lr=`` is refused
+    (Keras 3 spells it ``learning_rate=``); tf.keras 2's ``decay=`` is applied as tf.keras
+    2 did, ``lr / (1 + decay * iterations)``, with a warning pointing to
+    :class:`~layerkit.optim.schedules.InverseTimeDecay` (Keras 3 ignores it silently).
     """
 
     slot_names: tuple[str, ...] = ()
+    shaped_slot_names: tuple[str, ...] = ()  # state whose shape is not the parameter's
     default_learning_rate = 0.001
 
     def __init__(
@@ -59,8 +95,15 @@ class Optimizer:
         clipnorm: float | None = None,
         clipvalue: float | None = None,
         global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
         name: str | None = None,
+        **kwargs,
     ) -> None:
+        decay = self._legacy_options(kwargs)
         set_options = [
             k
             for k, v in (
@@ -91,12 +134,35 @@ class Optimizer:
             if weight_decay is None
             else check_number(weight_decay, "weight_decay", minimum=0.0)
         )
+        self.use_ema = check_flag(use_ema, "use_ema")
+        self.ema_momentum = check_number(ema_momentum, "ema_momentum", minimum=0.0, maximum=1.0)
+        self.ema_overwrite_frequency = (
+            None
+            if ema_overwrite_frequency is None
+            else check_integer(ema_overwrite_frequency, "ema_overwrite_frequency", minimum=1)
+        )
+        self.loss_scale_factor = (
+            None
+            if loss_scale_factor is None
+            else check_number(
+                loss_scale_factor, "loss_scale_factor", minimum=0.0, exclusive_minimum=True
+            )
+        )
+        self.gradient_accumulation_steps = (
+            None
+            if gradient_accumulation_steps is None
+            else check_integer(
+                gradient_accumulation_steps, "gradient_accumulation_steps", minimum=2
+            )
+        )
+        self.decay = decay
         self._exclude_names: frozenset[str] = frozenset()
         self._exclude_pattern: re.Pattern | None = None
         self.learning_rate = self.default_learning_rate if learning_rate is None else learning_rate
         self.name = name or type(self).__name__.lower()
-        self.iterations = 0
-        self._slots: dict[str, tuple[np.ndarray, ...]] = {}
+        self._iterations = 0  # calls of apply (Keras's ``_iterations``)
+        self._slots: dict[str, tuple[np.ndarray, ...]] = {}  # flat slots, then base slots
+        self._shaped: dict[str, tuple[np.ndarray, ...]] = {}  # shaped_slot_names' arrays
         self._slot_blocks: list[tuple[np.ndarray, ...]] = []  # flat storage, one per slot
         self._slot_place: dict[str, tuple[int, int]] = {}  # name -> (block index, offset)
         self._pending_state: dict[str, dict[str, np.ndarray]] = {}
@@ -104,12 +170,60 @@ class Optimizer:
         self._scratch: dict[tuple, np.ndarray] = {}
         self._last_plan: tuple = (None, None)
 
+    @staticmethod
+    def _legacy_options(kwargs: dict[str, Any]) -> float | None:
+        """Refuses ``lr=`` and unknown options; returns tf.keras 2's ``decay`` (or None)."""
+        if "lr" in kwargs:
+            raise TypeError(
+                "Keras 3 optimizers take `learning_rate=`, not `lr=`: write "
+                f"learning_rate={kwargs['lr']!r:.100}. Received: lr={kwargs['lr']!r:.100}"
+            )
+        decay = kwargs.pop("decay", None)
+        if kwargs:
+            raise TypeError(
+                f"Argument(s) not recognized: {sorted(kwargs)}. Received: {kwargs!r:.200}"
+            )
+        if decay is None:
+            return None
+        decay = check_number(decay, "decay", minimum=0.0)
+        if decay == 0.0:
+            return None  # tf.keras 2's default, found in its saved configs: nothing to do
+        warnings.warn(
+            f"`decay={decay!r}` is tf.keras 2's learning-rate decay, which Keras 3 ignores; "
+            "layerkit applies it as tf.keras 2 did, lr / (1 + decay * iterations). Write "
+            "learning_rate=lk.optim.schedules.InverseTimeDecay(lr, decay_steps=1, "
+            "decay_rate=decay) to say so in Keras 3's terms.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return decay
+
+    # --- iterations -----------------------------------------------------------------
+    @property
+    def iterations(self) -> int:
+        """The number of updates taken (Keras's ``iterations``): with gradient
+        accumulation, the calls of :meth:`apply` divided by the accumulation steps."""
+        if self.gradient_accumulation_steps:
+            return self._iterations // self.gradient_accumulation_steps
+        return self._iterations
+
+    @iterations.setter
+    def iterations(self, value: int) -> None:
+        value = check_integer(value, "iterations", minimum=0)
+        self._iterations = value * (self.gradient_accumulation_steps or 1)
+
     # --- learning rate --------------------------------------------------------------
     @property
     def learning_rate(self) -> float:
-        """The learning rate for the next step (the schedule's value, if there is one)."""
+        """The learning rate for the next step (the schedule's value, if there is one).
+
+        A schedule follows the calls of :meth:`apply`, as Keras's (they differ from
+        ``iterations`` with gradient accumulation). tf.keras 2's ``decay`` is not in it:
+        it applies at the step, so a callback that reads and sets the rate does not
+        compound it.
+        """
         if isinstance(self._learning_rate, schedules.LearningRateSchedule):
-            return float(self._learning_rate(self.iterations))
+            return float(self._learning_rate(self._iterations))
         return self._learning_rate
 
     @learning_rate.setter
@@ -134,18 +248,52 @@ class Optimizer:
             )
         self._learning_rate = float(value)
 
+    def _step_learning_rate(self) -> float:
+        """The rate the next update uses: :attr:`learning_rate`, with tf.keras 2's
+        ``decay`` applied if set."""
+        lr = self.learning_rate
+        if self.decay is not None:
+            lr = lr / (1.0 + self.decay * self.iterations)
+        return lr
+
     @property
     def schedule(self) -> schedules.LearningRateSchedule | None:
         lr = self._learning_rate
         return lr if isinstance(lr, schedules.LearningRateSchedule) else None
 
     # --- state ----------------------------------------------------------------------
+    @property
+    def base_slot_names(self) -> tuple[str, ...]:
+        """The base options' slots, shaped as the parameter, in Keras's build order."""
+        return (("average",) if self.use_ema else ()) + (
+            ("gradient_accumulator",) if self.gradient_accumulation_steps else ()
+        )
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Every state array of a parameter: the update's slots, the base options', then
+        the shaped ones."""
+        return self.slot_names + self.base_slot_names + self.shaped_slot_names
+
+    def keras_slot_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The update rule's slots as Keras 3 creates them: one tuple per
+        ``add_optimizer_variables`` call (see :mod:`layerkit.optim.keras_layout`)."""
+        return (self.slot_names,) if self.slot_names else ()
+
+    def keras_extra_variables(self, parameters: Sequence[Parameter]) -> list[np.ndarray]:
+        """Keras 3 optimizer variables after the slots (Nadam's momentum cache)."""
+        return []
+
     def slot_initial_value(self, slot: str) -> float:
         return 0.0
 
     def slot_scale(self, slot: str) -> float:
         """Stored slot = reported slot / scale (an optimizer may keep a scaled form)."""
         return 1.0
+
+    def slot_shape(self, slot: str, parameter: Parameter) -> tuple[int, ...]:
+        """The shape of the ``shaped_slot_names`` slot ``slot`` of ``parameter``."""
+        raise NotImplementedError
 
     def build(self, parameters: Iterable[Parameter]) -> None:
         """Creates the state slots of parameters not seen before (all zeros, or the
@@ -155,13 +303,18 @@ class Optimizer:
             return
         total = sum(p.size for p in new)
         dtype = new[0].dtype
-        blocks = [np.full(total, self.slot_initial_value(s), dtype=dtype) for s in self.slot_names]
+        flat = self.slot_names + self.base_slot_names
+        blocks = [np.full(total, self.slot_initial_value(s), dtype=dtype) for s in flat]
         block_id = len(self._slot_blocks)
         self._slot_blocks.append(tuple(blocks))
         offset = 0
         for p in new:
             end = offset + p.size
             self._slots[p.name] = tuple(b[offset:end].reshape(p.shape) for b in blocks)
+            self._shaped[p.name] = tuple(
+                np.full(self.slot_shape(s, p), self.slot_initial_value(s), dtype=p.dtype)
+                for s in self.shaped_slot_names
+            )
             self._slot_place[p.name] = (block_id, offset)
             offset = end
             pending = self._pending_state.pop(p.name, None)
@@ -170,25 +323,35 @@ class Optimizer:
         self._plans.clear()
         self._last_plan = (None, None)
 
+    def _state_arrays(self, name: str) -> tuple[np.ndarray, ...]:
+        """The live state arrays of parameter ``name``, in :attr:`state_names`' order."""
+        return self._slots[name] + self._shaped[name]
+
+    def _scale(self, slot: str) -> float:
+        # Only the update rule's own slots may be kept scaled; the others are as Keras's.
+        return self.slot_scale(slot) if slot in self.slot_names else 1.0
+
     def slots(self, name: str) -> dict[str, np.ndarray]:
         """Returns copies of the state arrays of the parameter called ``name``, in the
         definitions of the update formula (Keras's)."""
-        return {s: a * self.slot_scale(s) for s, a in zip(self.slot_names, self._slots[name])}
+        return {s: a * self._scale(s) for s, a in zip(self.state_names, self._state_arrays(name))}
 
     def state_dict(self) -> dict[str, Any]:
         """Returns ``{"iterations": int, "slots": {param name: {slot: array copy}}}``.
 
         The slots are copies of the arrays the update computes with (Adam keeps scaled
         moments, see :class:`~layerkit.optim.Adam`), so ``load_state_dict(state_dict())``
-        is bit-exact; :meth:`slots` reports Keras's definitions.
+        is bit-exact; :meth:`slots` reports Keras's definitions. ``iterations`` counts the
+        calls of :meth:`apply` (Keras's ``_iterations``, which with gradient accumulation
+        also says where in the accumulation the state is).
         """
         slots = {
-            name: {s: a.copy() for s, a in zip(self.slot_names, arrays)}
-            for name, arrays in self._slots.items()
+            name: {s: a.copy() for s, a in zip(self.state_names, self._state_arrays(name))}
+            for name in self._slots
         }
         for name, pending in self._pending_state.items():
             slots.setdefault(name, {k: v.copy() for k, v in pending.items()})
-        return {"iterations": self.iterations, "slots": slots}
+        return {"iterations": self._iterations, "slots": slots}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores :meth:`state_dict`'s output, checking slot names and shapes first.
@@ -207,14 +370,15 @@ class Optimizer:
         if form not in ("stored", "keras"):
             raise ValueError(f"Expected form 'stored' or 'keras'. Received: form={form!r}")
         slots = state.get("slots", {})
+        names = self.state_names
         for name, arrays in slots.items():
-            if set(arrays) != set(self.slot_names):
+            if set(arrays) != set(names):
                 raise ValueError(
                     f"Optimizer state for {name!r} has slots {sorted(arrays)}, "
-                    f"but {type(self).__name__} expects {sorted(self.slot_names)}."
+                    f"but {type(self).__name__} expects {sorted(names)}."
                 )
             if name in self._slots:
-                for slot, current in zip(self.slot_names, self._slots[name]):
+                for slot, current in zip(names, self._state_arrays(name)):
                     if np.shape(arrays[slot]) != current.shape:
                         raise ValueError(
                             f"Optimizer state {name!r}/{slot}: expected shape {current.shape}, "
@@ -222,15 +386,15 @@ class Optimizer:
                         )
         for name, arrays in slots.items():
             if form == "keras":
-                arrays = {k: np.asarray(v) / self.slot_scale(k) for k, v in arrays.items()}
+                arrays = {k: np.asarray(v) / self._scale(k) for k, v in arrays.items()}
             if name in self._slots:
                 self._load_slots(name, arrays)
             else:
                 self._pending_state[name] = {k: np.array(v) for k, v in arrays.items()}
-        self.iterations = iterations
+        self._iterations = iterations
 
     def _load_slots(self, name: str, arrays: dict[str, np.ndarray]) -> None:
-        for slot, current in zip(self.slot_names, self._slots[name]):
+        for slot, current in zip(self.state_names, self._state_arrays(name)):
             value = np.asarray(arrays[slot])
             if value.shape != current.shape:
                 raise ValueError(
@@ -263,17 +427,89 @@ class Optimizer:
         self.apply([p for _, p in pairs])
 
     def apply(self, parameters: Sequence[Parameter]) -> None:
-        """Updates ``parameters`` from the gradients already in their ``grad`` arrays."""
+        """Updates ``parameters`` from the gradients already in their ``grad`` arrays.
+
+        Keras 3's order: unscale (``loss_scale_factor``); with gradient accumulation, add
+        to the accumulators and stop there except on every ``gradient_accumulation_steps``-th
+        call, which takes the mean; clip; weight decay; the update rule; the moving
+        average (``use_ema``, at every call). The gradient buffers serve as scratch.
+        """
         if not parameters:
             return
         runs = self._plan(parameters)
-        self._clip(runs)
-        lr = self.learning_rate
-        if self.weight_decay is not None:  # Keras's order: clip, decay, update
-            self._apply_weight_decay(runs, lr)
+        if self.loss_scale_factor is not None:
+            for run in runs:
+                run.grad /= self.loss_scale_factor
+        if self._accumulate(runs):
+            self._clip(runs)
+            lr = self._step_learning_rate()
+            if self.weight_decay is not None:  # Keras's order: clip, decay, update
+                self._apply_weight_decay(runs, lr)
+            for run in runs:
+                self._update_run(run, lr)
+        if self.use_ema:
+            self._update_average(runs)
+        self._iterations += 1
+
+    def _update_run(self, run: _Run, lr: float) -> None:
+        """One run's update; rules that need each parameter's shape or norm override it."""
+        self.update_step(run.value, run.grad, run.slots, lr)
+
+    def _accumulate(self, runs: list[_Run]) -> bool:
+        """Gradient accumulation as Keras 3: ``acc += g`` on all but every ``steps``-th
+        call, which turns the gradients into ``(g + acc) / steps`` and zeroes ``acc``.
+        Returns whether this call updates the weights."""
+        steps = self.gradient_accumulation_steps
+        if not steps:
+            return True
+        update = (self._iterations + 1) % steps == 0
         for run in runs:
-            self.update_step(run.value, run.grad, run.slots, lr)
-        self.iterations += 1
+            accumulator = run.base["gradient_accumulator"]
+            if update:
+                run.grad += accumulator
+                run.grad /= steps
+                accumulator.fill(0.0)
+            else:
+                accumulator += run.grad
+        return update
+
+    def _update_average(self, runs: list[_Run]) -> None:
+        """``a = m a + (1 - m) w`` (``m = 0`` at the first update, so ``a`` starts at the
+        weights), then every ``ema_overwrite_frequency`` updates ``w = a``; Keras 3's
+        arithmetic in the weights' dtype."""
+        first = self.iterations == 0
+        overwrite = (
+            self.ema_overwrite_frequency is not None
+            and (self.iterations + 1) % self.ema_overwrite_frequency == 0
+        )
+        for run in runs:
+            average, real = run.base["average"], run.value.dtype.type
+            momentum = real(0.0) if first else real(self.ema_momentum)
+            work = self._work(run.value.size, run.value.dtype)
+            average *= momentum
+            np.multiply(run.value, real(1.0) - momentum, out=work)
+            average += work
+            if overwrite:
+                np.copyto(run.value, average)
+
+    def finalize_variable_values(self, parameters: Iterable[Parameter]) -> None:
+        """With ``use_ema``, copies the moving average into ``parameters`` (Keras calls it
+        at the end of ``fit``); otherwise does nothing. Parameters never updated keep
+        their values."""
+        if not self.use_ema:
+            return
+        position = self.base_slot_names.index("average") + len(self.slot_names)
+        for p in parameters:
+            arrays = self._slots.get(p.name)
+            if arrays is not None:
+                np.copyto(p.value, arrays[position])
+
+    def scale_loss(self, loss):
+        """``loss * loss_scale_factor`` (the loss unchanged without one), as Keras's: the
+        trainer differentiates the scaled loss and :meth:`apply` divides it back out."""
+        if self.loss_scale_factor is None:
+            return loss
+        return loss * self.loss_scale_factor
 
     def update_step(
         self, value: np.ndarray, grad: np.ndarray, slots: tuple[np.ndarray, ...], lr: float
@@ -326,8 +562,12 @@ class Optimizer:
                 value = first.arena.values[first.offset : first.offset + size]
                 grad = first.arena.grads[first.offset : first.offset + size]
             block_id, offset = self._slot_place[first.name]
-            slots = tuple(b[offset : offset + size] for b in self._slot_blocks[block_id])
-            runs.append(_Run(group, value, grad, slots, self._decay_views(group, value)))
+            flat = tuple(b[offset : offset + size] for b in self._slot_blocks[block_id])
+            count = len(self.slot_names)
+            base = dict(zip(self.base_slot_names, flat[count:]))
+            runs.append(
+                _Run(group, value, grad, flat[:count], self._decay_views(group, value), base)
+            )
         return runs
 
     def _decay_views(self, group: list[Parameter], value: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -441,6 +681,13 @@ class Optimizer:
             "clipnorm": self.clipnorm,
             "clipvalue": self.clipvalue,
             "global_clipnorm": self.global_clipnorm,
+            "use_ema": self.use_ema,
+            "ema_momentum": self.ema_momentum,
+            "ema_overwrite_frequency": self.ema_overwrite_frequency,
+            "loss_scale_factor": self.loss_scale_factor,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            # tf.keras 2's option only when set: Keras 3 would ignore it, with a warning
+            **({"decay": self.decay} if self.decay is not None else {}),
         }
 
     @classmethod

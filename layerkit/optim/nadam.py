@@ -86,6 +86,10 @@ class Nadam(Optimizer):
         in ``dtype`` (the default float type unless given)."""
         return self._u_product_at(self.iterations, np.dtype(dtype or backend.floatx()))
 
+    def keras_extra_variables(self, parameters):
+        dtype = parameters[0].dtype if parameters else np.dtype(backend.floatx())
+        return [np.asarray(self._u_product_at(self.iterations, np.dtype(dtype)))]
+
     # --- the update ------------------------------------------------------------------
     def update_step(self, value, grad, slots, lr):
         m, v = slots

@@ -36,6 +36,9 @@ class RMSprop(Optimizer):
         )
         super().__init__(learning_rate, **kwargs)
 
+    def keras_slot_groups(self):
+        return tuple((slot,) for slot in self.slot_names)  # one Keras call per slot
+
     def update_step(self, value, grad, slots, lr):
         named = dict(zip(self.slot_names, slots))
         v, rho = named["velocity"], self.rho

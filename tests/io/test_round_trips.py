@@ -71,6 +71,7 @@ OPTION_VALUES: dict[str, Any] = {
     "centered": True,
     "amsgrad": True,
     "use_ema": True,
+    "ema_overwrite_frequency": 2,
     "weight_decay": 0.004,
     "gradient_accumulation_steps": 2,
     "clipvalue": 0.02,
@@ -78,7 +79,10 @@ OPTION_VALUES: dict[str, Any] = {
     "global_clipnorm": 0.05,
 }
 # Options that only act together with another one.
-OPTION_REQUIRES: dict[str, dict[str, Any]] = {"nesterov": {"momentum": 0.9}}
+OPTION_REQUIRES: dict[str, dict[str, Any]] = {
+    "nesterov": {"momentum": 0.9},
+    "ema_overwrite_frequency": {"use_ema": True},
+}
 
 
 # --- data and models -------------------------------------------------------------------
