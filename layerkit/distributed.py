@@ -32,6 +32,7 @@ import sys
 import time
 import traceback
 import warnings
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,6 +123,10 @@ class MPI:
         self.size: int = comm.Get_size()
         self.allreduce_seconds = 0.0
         self.allreduce_steps = 0
+        # (global rows, first, stop) of the last batch shard() split, and the model whose
+        # fit handed its random layers to this strategy (see batch_share).
+        self._batch: tuple[int, int, int] | None = None
+        self._fitting: weakref.ref | None = None
         _install_abort_hook(mpi.COMM_WORLD)
         _warn_if_oversubscribed()
 
@@ -134,8 +139,25 @@ class MPI:
 
     # --- collectives --------------------------------------------------------------------
     def shard(self, rows: int) -> tuple[int, int]:
-        """This rank's ``(start, stop)`` in a batch of ``rows`` (see :func:`shard_bounds`)."""
-        return shard_bounds(rows, self.size, self.rank)
+        """This rank's ``(start, stop)`` in a batch of ``rows`` (see :func:`shard_bounds`).
+
+        The trainer calls it on every rank before each step (also on a rank left without
+        rows), so it also remembers the batch for :meth:`batch_share`."""
+        start, stop = shard_bounds(rows, self.size, self.rank)
+        self._batch = (rows, start, stop)
+        return start, stop
+
+    def batch_share(self, rows: int) -> tuple[int, int] | None:
+        """``(global rows, first row)`` of the batch being trained when this rank holds
+        ``rows`` rows of it: what a random layer needs to draw its rows' part of the global
+        batch's masks. None when no distributed fit of the model is in progress or the
+        call is not of this rank's share (a callback calling the model on other data)."""
+        model = None if self._fitting is None else self._fitting()
+        batch = self._batch
+        if model is None or model.distribute is not self or batch is None:
+            return None
+        total, start, stop = batch
+        return (total, start) if stop - start == rows else None
 
     def allreduce_gradients(self, grads: np.ndarray) -> None:
         """Sums ``grads`` (a contiguous array) over the ranks, in place, and times it."""
@@ -261,7 +283,8 @@ class MPI:
         )
         lr = optimizer._learning_rate
         chief = self.broadcast(
-            (layout, optimizer.iterations, lr if isinstance(lr, float) else None)
+            # _iterations counts apply() calls: with gradient accumulation, the phase too.
+            (layout, optimizer._iterations, lr if isinstance(lr, float) else None)
         )
         if not self.any(layout != chief[0]):
             for blocks in optimizer._slot_blocks:
@@ -274,37 +297,58 @@ class MPI:
                 if mine is not None and arrays is not None and not self.is_chief:
                     for target, value in zip(mine, arrays):
                         np.copyto(target, value)
-        optimizer.iterations = chief[1]
+        optimizer._iterations = chief[1]
         if chief[2] is not None:
             optimizer.learning_rate = chief[2]
 
     def restore_rank_layer_states(self, model, states: list | None) -> bool:
-        """Gives each rank its own layer states from a mid-epoch backup (``states[r]``
-        for rank ``r``, as :meth:`gather` collected them). Returns False, changing
-        nothing, when the backup was taken with another number of ranks or without them."""
-        if not states or len(states) != self.size:
+        """Restores the layer states of a mid-epoch backup (``states[r]`` for rank ``r``,
+        as :meth:`gather` collected them), after :meth:`spread_layer_states`.
+
+        Random layers that draw by position in the global batch (Dropout and the noise
+        layers) need nothing more: they hold rank 0's backed-up generators, which are
+        every rank's, with any number of ranks (backups of layerkit versions that drew
+        per-rank masks included: those masks are not drawn any more). Other layers with a
+        state get their own rank's. Returns False, changing nothing, when such a layer
+        exists and the backup was taken with another number of ranks or without them."""
+        layers = model._stack
+        own = [not getattr(layer, "draws_by_global_row", False) for layer in layers]
+        if not any(own[i] and layer.training_state() for i, layer in enumerate(layers)):
+            return True
+        if not states or len(states) != self.size or len(states[self.rank]) != len(layers):
             return False
-        for layer, state in zip(model._stack, states[self.rank]):
-            if state:
+        for layer, state, per_rank in zip(layers, states[self.rank], own):
+            if state and per_rank:
                 layer.load_training_state(state)
         return True
 
     def spread_layer_states(self, model) -> None:
-        """Starts each epoch from rank 0's layer states (Dropout generators), with rank
-        ``r``'s generators jumped ``r`` x 2**127 draws ahead: independent masks on every
-        rank, fixed by rank 0's state, so a resumed run draws the same masks again."""
+        """Starts each epoch from rank 0's layer states on every rank.
+
+        Random layers that draw by position in the global batch (Dropout and the noise
+        layers: ``draws_by_global_row``) keep rank 0's generators as they are and learn
+        from :meth:`batch_share` where this rank's rows lie, so every rank draws the masks
+        one process would. A rank left without rows in a step does not draw and falls
+        behind; this resynchronises it (only the last batch of an epoch, or batches
+        smaller than the ranks, leave ranks without rows). Other layers with a state get
+        rank 0's with rank ``r``'s generator jumped ``r`` x 2**127 draws ahead."""
+        self._fitting = weakref.ref(model)
+        layers = model._stack
+        by_row = [getattr(layer, "draws_by_global_row", False) for layer in layers]
+        for layer, global_rows in zip(layers, by_row):
+            if global_rows:
+                layer._ranks = weakref.ref(self)
         if self.size == 1:
             return
-        layers = model._stack
         states = [layer.training_state() for layer in layers]
         if not any(states):
             return
         states = self.broadcast(states)
         if self.is_chief:
             return
-        for layer, state in zip(layers, states):
+        for layer, state, global_rows in zip(layers, states, by_row):
             if state:
-                layer.load_training_state(_jumped(state, self.rank))
+                layer.load_training_state(state if global_rows else _jumped(state, self.rank))
 
 
 _abort_hook_installed = False

@@ -90,16 +90,17 @@ class AlphaDropout(RateLayer):
         alpha_p = -_SELU_ALPHA * _SELU_SCALE
         a = ((1 - rate) * (1 + rate * alpha_p**2)) ** -0.5
         b = -a * alpha_p * rate
-        keep = self._uniform(x.shape, x.dtype)
-        np.greater_equal(keep, x.dtype.type(rate), out=keep, casting="unsafe")  # 1 kept, 0 not
-        # y = a * (x * keep + alpha_p * (1 - keep)) + b
+        dropped = a * alpha_p + b
+        # Keras's a * (x * keep + alpha_p * (1 - keep)) + b, as (x - alpha_p) * gain +
+        # dropped with gain = a * keep: a * x + b where kept, ``dropped`` elsewhere, in
+        # three passes without temporaries; gain is also the gradient.
+        gain = self._buffer("gain", x.shape, x.dtype)
+        np.multiply(self._keep_mask(x.shape, rate), x.dtype.type(a), out=gain)
         y = self._buffer("y", x.shape)
-        np.multiply(x, keep, out=y)
-        y -= x.dtype.type(alpha_p) * keep
-        y *= x.dtype.type(a)
-        y += x.dtype.type(a * alpha_p + b)
-        keep *= x.dtype.type(a)  # the gradient: a where kept, 0 where dropped
-        return self._times(y, keep)
+        np.subtract(x, x.dtype.type(alpha_p), out=y)
+        y *= gain
+        y += x.dtype.type(dropped)
+        return self._times(y, gain)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -46,6 +46,18 @@ CONFIGS = {
     # BatchNormalization: statistics of the global batch (summed over the ranks in the
     # forward and the backward), so the moving statistics and weights match one process.
     "batch_norm": dict(n=96, classes=3, batch=16, epochs=2, optimizer="adam", batch_norm=True),
+    # Each random layer after the first hidden layer: 56 training samples (70 less the
+    # validation split) in batches of 16 (6 + 5 + 5 rows on 3 ranks) and a last batch of
+    # 8 (3 + 3 + 2): every rank must draw its rows' part of the global batch's masks.
+    **{
+        f"random_{kind}": dict(n=70, classes=3, batch=16, epochs=2, optimizer="adam", random=kind)
+        for kind in ("dropout", "gaussian_noise", "gaussian_dropout", "alpha_dropout")
+    },
+    # Dropout in batches of 2 on 3 ranks (7 training samples): rank 2 never draws and
+    # rank 1 skips the last batch (of 1); the next epochs must still draw one process's.
+    "random_tiny_batches": dict(
+        n=9, classes=3, batch=2, epochs=3, optimizer="sgd", random="dropout"
+    ),
     # Weight penalties (their gradient added once over the ranks) and a max-norm
     # constraint (applied after the same update on every rank).
     "regularized": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", regularized=True),
@@ -63,8 +75,21 @@ def make_data(n: int, classes: int | None, seed: int) -> tuple[np.ndarray, np.nd
     return x, rng.integers(0, classes, n)
 
 
+# The random layers of the "random_*" configurations, each at a rate that shows its masks.
+RANDOM_LAYERS = {
+    "dropout": lambda: lk.layers.Dropout(0.3, name="random"),
+    "gaussian_noise": lambda: lk.layers.GaussianNoise(0.5, name="random"),
+    "gaussian_dropout": lambda: lk.layers.GaussianDropout(0.3, name="random"),
+    "alpha_dropout": lambda: lk.layers.AlphaDropout(0.3, name="random"),
+}
+
+
 def build(
-    classes: int | None, dropout: float = 0.0, batch_norm: bool = False, regularized: bool = False
+    classes: int | None,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    regularized: bool = False,
+    random: str | None = None,
 ) -> lk.Sequential:
     options = (
         {"kernel_regularizer": lk.regularizers.L1L2(0.01, 0.02), "kernel_constraint": "max_norm"}
@@ -79,6 +104,8 @@ def build(
         layers.append(lk.layers.BatchNormalization(momentum=0.9, name="bn"))
     if dropout:
         layers.append(lk.layers.Dropout(dropout, name="dropout"))
+    if random:
+        layers.append(RANDOM_LAYERS[random]())
     layers += [
         lk.layers.Dense(8, activation="tanh"),  # automatic names: "dense", "dense_1"...
         lk.layers.Dense(classes or 2),
@@ -137,6 +164,7 @@ def train(name: str, strategy) -> dict:
             classes,
             batch_norm=config.get("batch_norm", False),
             regularized=config.get("regularized", False),
+            random=config.get("random"),
         )
         if classes is None:
             loss, metrics = "mse", ["mae"]
@@ -178,11 +206,14 @@ def train(name: str, strategy) -> dict:
         distribute=strategy,
     )
     evaluation = model.evaluate(x_val, y_val, batch_size=7, return_dict=True, distribute=strategy)
+    # The random layer's generator: one process's on every rank that drew in the last step.
+    random_state = model.get_layer("random").training_state() if config.get("random") else None
     return {
         "weights": model.get_weights(),
         "history": history.history,
         "batch_losses": batch_losses,
         "evaluate": evaluation,
+        "random_state": random_state,
     }
 
 
@@ -295,16 +326,18 @@ class StepRecorder(lk.callbacks.Callback):
         self.ended.append((self.epoch, batch, dict(logs), self.model.get_weights()))
 
 
-def mid_epoch(strategy, directory: str, mode: str) -> None:
+def mid_epoch(strategy, directory: str, mode: str) -> dict:
     """``mid_epoch``: an uninterrupted run with BackupAndRestore(save_freq=4);
     ``mid_epoch_interrupted``: the same, stopped at global batch 13 on every rank;
-    ``mid_epoch_resumed``: the same arguments again (resumes from rank 0's backup)."""
+    ``mid_epoch_resumed``: the same arguments again (resumes from rank 0's backup).
+    Dumps what each rank ends with; with ``strategy=None`` (one process, in the test)
+    returns it instead."""
     config = MID_EPOCH
     lk.utils.clear_session()
     lk.utils.set_random_seed(3)
     x, y = make_data(config["n"], 3, seed=9)
-    # Dropout: each rank draws masks for its own shard (8 and 7 rows), so the backup
-    # must hold every rank's generator, not rank 0's alone.
+    # Dropout: each rank draws its shard's part (8 and 7 rows) of the global batch's
+    # masks, from the generator every rank shares: a backup holds it, for any ranks.
     model = build(3, dropout=0.3)
     model.compile(
         optimizer="adam",
@@ -332,7 +365,9 @@ def mid_epoch(strategy, directory: str, mode: str) -> None:
         "began": recorder.began,
         "ended": recorder.ended,
     }
-    dump(directory, mode, strategy.rank, result)
+    if strategy is not None:
+        dump(directory, mode, strategy.rank, result)
+    return result
 
 
 def fail(strategy, how: str) -> None:

@@ -32,6 +32,15 @@ def assert_ok(launch) -> None:
     assert launch.returncode == 0, f"mpiexec failed ({launch.returncode}):\n{launch.stderr}"
 
 
+def drew_last(config: dict, ranks: int, rank: int) -> bool:
+    """Whether ``rank`` has rows in the last batch of a worker configuration's epochs
+    (80% of its samples train: the worker's ``validation_split=0.2``)."""
+    samples = int(config["n"] * 0.8) if not config.get("validation") else config["n"]
+    last = samples % config["batch"] or config["batch"]
+    start, stop = lk.distributed.shard_bounds(last, ranks, rank)
+    return stop > start
+
+
 # --- without mpiexec ----------------------------------------------------------------------
 def test_import_layerkit_does_not_import_mpi4py():
     code = "import sys, layerkit as lk; lk.distributed.shard_bounds; print('mpi4py' in sys.modules)"
@@ -99,6 +108,11 @@ def test_n_ranks_end_with_the_weights_and_logs_of_one_process(ranks, run_mpi, wo
             assert got["evaluate"].keys() == reference["evaluate"].keys()
             for key, value in reference["evaluate"].items():
                 assert got["evaluate"][key] == pytest.approx(value, rel=1e-6), (name, key)
+            if reference["random_state"] is not None and drew_last(
+                worker.CONFIGS[name], ranks, rank
+            ):
+                # One process's generator state: every rank drew the global batch's masks.
+                assert got["random_state"] == reference["random_state"], (name, rank)
     assert "Received: comm='world' of type str" in results[0]["comm_error"]
 
 
@@ -166,6 +180,9 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_backup(run_mpi,
     ranks = load(full, "mid_epoch", 2)
     reference = ranks[0]
     assert os.listdir(full / "backup") == []  # deleted when fit ended normally
+    # With Dropout, the two ranks end where one process ends, step by step.
+    alone = worker.mid_epoch(None, str(full), "mid_epoch")
+    assert_same_run(reference, alone, atol=1e-5)
 
     interrupted = run_mpi(2, "mid_epoch_interrupted", broken, timeout=60)
     assert interrupted.returncode != 0
@@ -217,6 +234,44 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_mid_epoch_backup(run_mpi,
             assert logs == pytest.approx(want_logs, rel=1e-6), (rank, epoch, step)
             for a, b in zip(weights, want_weights):
                 np.testing.assert_array_equal(a, b, err_msg=f"rank {rank}, {epoch}/{step}")
+
+
+@pytest.mark.parametrize(("before", "after"), [(2, 3), (3, 1)])
+def test_a_mid_epoch_backup_resumes_on_another_number_of_ranks(
+    before, after, run_mpi, worker, tmp_path
+):
+    # Every rank draws the global batch's Dropout masks from one generator state, so the
+    # backup's (rank 0's) resumes the interrupted epoch with any number of ranks.
+    interrupted = run_mpi(before, "mid_epoch_interrupted", tmp_path, timeout=60)
+    assert interrupted.returncode != 0
+    assert os.listdir(tmp_path / "backup") == ["backup.h5"]
+    resumed_run = run_mpi(after, "mid_epoch_resumed", tmp_path)
+    assert_ok(resumed_run)
+    assert "masks of this epoch differ" not in resumed_run.stderr
+    alone = worker.mid_epoch(None, str(tmp_path / "alone"), "mid_epoch")
+    config = worker.MID_EPOCH
+    backed_up = config["stop_after"] // config["save_freq"] * config["save_freq"]
+    steps = -(-config["n"] // config["batch"])
+    for got in load(tmp_path, "mid_epoch_resumed", after):
+        assert got["began"][0] == (*divmod(backed_up, steps), backed_up)
+        assert_same_run(got, alone, atol=1e-5)
+
+
+def assert_same_run(got: dict, reference: dict, atol: float) -> None:
+    """``got`` (of :func:`mid_epoch`, perhaps resumed) ends each step it ran, and the
+    run, with ``reference``'s weights and running logs."""
+    after = {(e, s): (logs, w) for e, s, logs, w in reference["ended"]}
+    assert got["ended"]
+    for epoch, step, logs, weights in got["ended"]:
+        want_logs, want_weights = after[(epoch, step)]
+        assert logs == pytest.approx(want_logs, rel=1e-6), (epoch, step)
+        for a, b in zip(weights, want_weights, strict=True):
+            np.testing.assert_allclose(a, b, rtol=0, atol=atol, err_msg=f"{epoch}/{step}")
+    for a, b in zip(got["weights"], reference["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+    first = got["epochs"][0]
+    for key, values in reference["history"].items():
+        np.testing.assert_allclose(got["history"][key], values[first:], rtol=1e-6, err_msg=key)
 
 
 # --- faults -------------------------------------------------------------------------------
