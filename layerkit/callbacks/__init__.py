@@ -7,6 +7,7 @@ from .history import History
 from .learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from .model_checkpoint import ModelCheckpoint
 from .simple import CSVLogger, LambdaCallback, TerminateOnNaN
+from .tensorboard import TensorBoard
 
 __all__ = [
     "BackupAndRestore",
@@ -19,5 +20,6 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
 ]

@@ -1,4 +1,4 @@
-"""Utilities: seeding, one-hot encoding, session reset, training plots."""
+"""Utilities: seeding, one-hot encoding, session reset, training plots, model diagrams."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ import numpy as np
 
 from ..random import set_random_seed
 from ..validation import check_integer
+from .model_diagram import model_to_dot, plot_model
 from .plotting import plot_history
 
-__all__ = ["clear_session", "plot_history", "set_random_seed", "to_categorical"]
+__all__ = [
+    "clear_session",
+    "model_to_dot",
+    "plot_history",
+    "plot_model",
+    "set_random_seed",
+    "to_categorical",
+]
 
 
 def to_categorical(y, num_classes: int | None = None, dtype: str = "float32") -> np.ndarray:
