@@ -24,6 +24,7 @@ from . import (
     regularizers,
     testing,
     utils,
+    wrappers,
 )
 from .layers import Input
 from .models import Model, Sequential, load_model
@@ -52,4 +53,5 @@ __all__ = [
     "regularizers",
     "testing",
     "utils",
+    "wrappers",
 ]

@@ -34,6 +34,22 @@ class Constraint:
         """Projects ``w`` in place."""
         w[...] = self(w)
 
+    def check_shape(self, shape: tuple, weight: str) -> None:
+        """Refuses a weight of ``shape`` this constraint cannot project (an ``axis`` out
+        of range): called when the weight is created, so training never stops half-way
+        through an update."""
+        axis = getattr(self, "axis", None)
+        if axis is None:
+            return
+        axes = axis if isinstance(axis, tuple) else (axis,)
+        bad = [a for a in axes if not -len(shape) <= a < len(shape)]
+        if bad:
+            raise ValueError(
+                f"{type(self).__name__}(axis={axis}) cannot constrain {weight!r} of shape "
+                f"{tuple(shape)}: axis {bad[0]} is out of range for a weight of rank "
+                f"{len(shape)}."
+            )
+
     def get_config(self) -> dict[str, Any]:
         return {}
 

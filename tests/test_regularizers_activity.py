@@ -178,3 +178,46 @@ def test_configs_and_checkpoints_keep_the_new_options(fresh_session, tmp_path, r
     assert again.get_layer("norm").gamma.regularizer.get_config() == {"l2": 0.02}
     assert isinstance(again.get_layer("prelu").alpha.constraint, lk.constraints.NonNeg)
     np.testing.assert_allclose(again.evaluate(x, y), model.evaluate(x, y), rtol=1e-6)
+
+
+def test_keras_files_keep_the_new_options_both_ways(keras, fresh_session, tmp_path, rng):
+    """layerkit writes a .keras that real Keras loads with the same options (and losses),
+    and reads them back from Keras's own file."""
+    ours = _graph(lk)
+    x = rng.normal(size=(16, 6)).astype("float32")
+    ours.predict(x)
+    ours.save(tmp_path / "ours.keras")
+    theirs = keras.saving.load_model(tmp_path / "ours.keras", compile=False)
+    norm = theirs.get_layer("norm")
+    assert norm.gamma_regularizer.get_config() == {"l2": 0.02}
+    assert isinstance(norm.beta_constraint, keras.constraints.MaxNorm)
+    assert theirs.get_layer("prelu").alpha_regularizer.get_config() == {"l2": 0.05}
+    assert theirs.get_layer("hidden").activity_regularizer.get_config() == {"l1": 0.01, "l2": 0.03}
+    orthogonal = theirs.get_layer("out").kernel_regularizer.get_config()
+    assert orthogonal == {"factor": pytest.approx(0.1), "mode": "columns"}  # a float32 there
+    theirs(x[:0])  # output penalties of an empty batch are 0: the weight penalties remain
+    np.testing.assert_allclose(sum(ours.losses), float(sum(theirs.losses)), rtol=1e-5)
+    original = _graph(keras)
+    original.save(tmp_path / "theirs.keras")
+    again = lk.io.load_keras(tmp_path / "theirs.keras")
+    for name in ("hidden", "norm", "prelu", "out"):
+        mine, copy = ours.get_layer(name).get_config(), again.get_layer(name).get_config()
+        for key in mine:
+            if key.endswith(("_regularizer", "_constraint")):
+                assert copy.get(key)["class_name"] == mine[key]["class_name"], (name, key)
+                for option, value in mine[key]["config"].items():
+                    assert copy[key]["config"][option] == pytest.approx(value), (name, key)
+
+
+def test_a_constraint_that_cannot_apply_is_refused_when_the_weight_is_made(fresh_session):
+    with pytest.raises(ValueError, match=r"MaxNorm\(axis=1\) cannot constrain 'dense/bias'"):
+        lk.Sequential(
+            [
+                lk.layers.Input((4,)),
+                lk.layers.Dense(3, bias_constraint=lk.constraints.MaxNorm(axis=1)),
+            ]
+        )
+    with pytest.raises(ValueError, match="UnitNorm"):
+        lk.layers.BatchNormalization(gamma_constraint=lk.constraints.UnitNorm(axis=(0, 2))).build(
+            (None, 5)
+        )

@@ -473,8 +473,13 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
         and isinstance(value.get("metrics"), list)
         and len(value["metrics"]) == len(value["metric_names"])
         and all(
-            # A weighted metric counts the sum of its weights: a real >= 0.
-            isinstance(m, list) and len(m) == 2 and real(m[0]) and real(m[1]) and m[1] >= 0
+            # [total, count] (a weighted metric counts the sum of its weights: a real
+            # >= 0), or the four confusion-count arrays of an AUC, flattened (>= 0).
+            isinstance(m, list)
+            and (
+                (len(m) == 2 and real(m[0]) and real(m[1]) and m[1] >= 0)
+                or (len(m) % 4 == 0 and len(m) > 2 and all(real(v) and v >= 0 for v in m))
+            )
             for m in value["metrics"]
         )
     )

@@ -175,6 +175,8 @@ class Layer:
         itself (never trained, whatever the layer's flag; no optimizer state). A
         ``regularizer`` adds its penalty to the loss, a ``constraint`` projects the
         weight after each update (``lk.regularizers``, ``lk.constraints``)."""
+        if constraint is not None:
+            constraint.check_shape(tuple(shape), f"{self.name}/{name}")
         value = initializer(shape, dtype=self.dtype)
         parameter = Parameter(
             f"{self.name}/{name}", value, lambda: self._trainable, statistic=not trainable

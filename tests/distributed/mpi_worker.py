@@ -61,6 +61,14 @@ CONFIGS = {
     # Weight penalties (their gradient added once over the ranks) and a max-norm
     # constraint (applied after the same update on every rank).
     "regularized": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", regularized=True),
+    # Sample weights (and the weighted metrics, validation weights from the split) and
+    # class weights: each rank weighs its rows, the loss stays sum(w * loss) / global batch.
+    "sample_weighted": dict(
+        n=90, classes=3, batch=16, epochs=2, optimizer="adam", weights="sample"
+    ),
+    "class_weighted": dict(n=90, classes=3, batch=16, epochs=2, optimizer="sgd", weights="class"),
+    # One binary output with AUC: its four arrays of confusion counts summed over the ranks.
+    "binary_auc": dict(n=90, classes=2, batch=16, epochs=2, optimizer="adam", binary=True),
     # Trained a little alone first; then rank 1 has other automatic layer names and an
     # optimizer state laid out (and counted) differently: fit must start it from rank 0's.
     "skewed_rank_1": dict(n=64, classes=3, batch=16, epochs=2, optimizer="adam", skew=True),
@@ -159,6 +167,14 @@ def train(name: str, strategy) -> dict:
             loss_weights=[0.7, 0.3],
             metrics={"label": ["accuracy"], "value": ["mae"]},
         )
+    elif config.get("binary"):
+        model = build(1)
+        y, y_val = (t.astype("float32").reshape(-1, 1) for t in (y, y_val))
+        model.compile(
+            optimizer=optimizer(config["optimizer"]),
+            loss=lk.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[lk.metrics.AUC(from_logits=True, num_thresholds=50)],
+        )
     else:
         model = build(
             classes,
@@ -171,7 +187,17 @@ def train(name: str, strategy) -> dict:
         else:
             loss = lk.losses.SparseCategoricalCrossentropy(from_logits=True)
             metrics = ["accuracy"]
-        model.compile(optimizer=optimizer(config["optimizer"]), loss=loss, metrics=metrics)
+        model.compile(
+            optimizer=optimizer(config["optimizer"]),
+            loss=loss,
+            metrics=metrics,
+            weighted_metrics=["accuracy"] if config.get("weights") else None,
+        )
+    weighting = {}
+    if config.get("weights") == "sample":
+        weighting["sample_weight"] = np.random.default_rng(7).uniform(0, 2, len(y))
+    elif config.get("weights") == "class":
+        weighting["class_weight"] = {0: 1.0, 1: 2.5, 2: 0.5}
     if config.get("freeze"):
         model.freeze(config["freeze"] if isinstance(config["freeze"], str) else "hidden1")
     if config.get("skew"):
@@ -204,8 +230,14 @@ def train(name: str, strategy) -> dict:
         callbacks=callbacks,
         verbose=0,
         distribute=strategy,
+        **weighting,
     )
-    evaluation = model.evaluate(x_val, y_val, batch_size=7, return_dict=True, distribute=strategy)
+    val_weights = (
+        np.random.default_rng(8).uniform(0, 2, len(y_val)) if config.get("weights") else None
+    )
+    evaluation = model.evaluate(
+        x_val, y_val, batch_size=7, return_dict=True, distribute=strategy, sample_weight=val_weights
+    )
     # The random layer's generator: one process's on every rank that drew in the last step.
     random_state = model.get_layer("random").training_state() if config.get("random") else None
     return {

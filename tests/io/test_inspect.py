@@ -101,6 +101,7 @@ def test_inspect_shows_compile_optimizer_and_training_position(trained_checkpoin
             "name": "sparse_categorical_crossentropy",
             "reduction": "sum_over_batch_size",
             "from_logits": True,
+            "ignore_class": None,
         },
     }
     assert json.loads(lines["metrics"]) == ["accuracy"]

@@ -455,7 +455,7 @@ EPOCH_CASES = {
     "metrics entry of one number": _set_metric([[1.0]]),
     "metrics entry of three numbers": _set_metric([[1.0, 8, 0]]),
     "metrics flat list": _set_metric([1.0, 8]),
-    "metric count a float": _set_metric([[1.0, 8.0]]),
+    "metric count a string": _set_metric([[1.0, "8"]]),
     "metric count negative": _set_metric([[1.0, -1]]),
     "metric count a bool": _set_metric([[1.0, True]]),
     "metric total NaN": _set_metric([[NAN, 8]]),
