@@ -643,6 +643,28 @@ def read_keras_weights(path: PathLike) -> list[StoredLayer]:
 
 
 @reads_hdf5
+def read_keras_optimizer_variables(path: PathLike) -> list[np.ndarray] | None:
+    """The ``optimizer/vars`` of a ``.keras`` archive in Keras 3's order (iterations, the
+    learning rate, then each trainable weight's slots), or None when it holds none.
+
+    Raises:
+        FormatError: a malformed ``optimizer`` group (non-integer keys, oversized data).
+    """
+    if detect_format(path) != "keras_archive":
+        return None
+    data = _archive_member(path, _WEIGHTS_MEMBER, _MAX_MEMBER_BYTES)
+    where = f"{os.fspath(path)}!{_WEIGHTS_MEMBER}"
+    with _open_hdf5(io.BytesIO(data), where) as f:
+        group = f.get("optimizer")
+        variables = group.get("vars") if isinstance(group, h5py.Group) else None
+        if variables is None:
+            return None
+        if not isinstance(variables, h5py.Group):
+            raise _fail(where, "optimizer/vars", "expected a group of datasets")
+        return _vars_of(variables, where, len(data))
+
+
+@reads_hdf5
 def read_keras_model_config(path: PathLike) -> dict:
     """Return the Keras model config (``{"class_name": "Sequential", "config": {...}}``).
 

@@ -33,6 +33,8 @@ import h5py
 
 from .. import activations, constraints, initializers, regularizers
 from .. import layers as lk_layers
+from .. import losses as losses_module
+from .. import metrics as metrics_module
 from ..layers import Activation, Dense, Dropout, Flatten, InputLayer, Layer
 from ..layers.base import check_name, serialize
 from ..models.sequential import Sequential
@@ -102,10 +104,13 @@ def load_keras(path: PathLike) -> Model:
             from the content, not the suffix.
 
     Returns:
-        A built, uncompiled model with the Keras layer names, sizes, activations,
-        ``use_bias`` and ``trainable`` flags, holding the file's weights: a
-        ``Sequential`` for a Keras ``Sequential``, an ``lk.Model`` graph (the same
-        inputs, outputs, layer order and shared layers) for a Keras Functional model.
+        A built model with the Keras layer names, sizes, activations, ``use_bias`` and
+        ``trainable`` flags, holding the file's weights: a ``Sequential`` for a Keras
+        ``Sequential``, an ``lk.Model`` graph (the same inputs, outputs, layer order and
+        shared layers) for a Keras Functional model. A model Keras saved compiled is
+        compiled the same way (optimizer, loss, metrics), its optimizer holding the
+        archive's state, so ``fit`` continues where Keras stopped; compile settings
+        layerkit cannot translate leave it uncompiled, with a warning.
 
     Raises:
         FileNotFoundError: nothing exists at ``path``.
@@ -136,7 +141,9 @@ def load_keras(path: PathLike) -> Model:
         raise ValueError(_no_architecture_message(path, "legacy_weights"))
     config = keras_files.read_keras_model_config(path)
     if config.get("class_name") in keras_files._GRAPH_CLASSES:
-        return _load_functional(config, path)
+        model = _load_functional(config, path)
+        _compile_as_saved(model, config, path)
+        return model
     try:
         specs = keras_files.keras_dense_layers(config)
     except (TypeError, ValueError) as error:  # TypeError: a malformed value, e.g. rate=None
@@ -176,7 +183,73 @@ def load_keras(path: PathLike) -> Model:
         c.get("config", {}).get("name"): (c.get("class_name"), c.get("config")) for c in raw_layers
     }
     _assign_weights(model, stored, path, _fixed_statistics(configs))
+    _compile_as_saved(model, config, path)
     return model
+
+
+def _keras_spec(value: Any) -> Any:
+    """A Keras-serialised loss or metric (``{"module", "class_name", "config", ...}``) as
+    layerkit's ``{"class_name", "config"}``; names and None pass through."""
+    if isinstance(value, dict) and "class_name" in value:
+        config = dict(value.get("config") or {})
+        config.pop("dtype", None)  # Keras's metric dtype: layerkit's metrics are float64
+        return {"class_name": value["class_name"], "config": config}
+    return value
+
+
+def _compile_as_saved(model: Model, config: dict, path: str) -> None:
+    """Compiles a model loaded from a Keras archive as Keras saved it (optimizer, loss,
+    metrics) and gives its optimizer the archive's state, so training continues where
+    Keras stopped. A model Keras saved uncompiled stays so; compile settings layerkit
+    cannot translate (a custom loss) leave it uncompiled with a warning."""
+    from ..optim import keras_layout
+
+    settings = config.get("compile_config")
+    if not isinstance(settings, dict) or not settings.get("optimizer") or not settings.get("loss"):
+        return
+    try:
+        loss = settings["loss"]
+        if isinstance(loss, list):
+            loss = [None if v is None else losses_module.get(_keras_spec(v)) for v in loss]
+        elif isinstance(loss, dict) and "class_name" not in loss:
+            loss = {
+                k: None if v is None else losses_module.get(_keras_spec(v)) for k, v in loss.items()
+            }
+        else:
+            loss = losses_module.get(_keras_spec(loss))
+
+        def metric_specs(value: Any) -> Any:
+            if isinstance(value, list):
+                return [metric_specs(v) for v in value]
+            if isinstance(value, dict) and "class_name" not in value:
+                return {k: metric_specs(v) for k, v in value.items()}
+            spec = _keras_spec(value)
+            return metrics_module.deserialize(spec) if isinstance(spec, dict) else spec
+
+        model.compile(
+            optimizer=keras_layout.from_keras_config(settings["optimizer"]),
+            loss=loss,
+            metrics=metric_specs(settings.get("metrics")),
+            loss_weights=settings.get("loss_weights"),
+            weighted_metrics=metric_specs(settings.get("weighted_metrics")),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        model.optimizer, model._objectives, model.compiled = None, None, False
+        warnings.warn(
+            f"{path}: its compile settings cannot be translated ({error}); the model is "
+            "loaded uncompiled (compile it to train).",
+            stacklevel=3,
+        )
+        return
+    arrays = keras_files.read_keras_optimizer_variables(path)
+    if arrays:
+        # Keras's trainable_variables, in layer order: the frozen layers' are not in it.
+        trainable = [p for p in model.weights if p.trainable and not p.statistic]
+        model.optimizer.build(model._optimized_weights())
+        try:
+            keras_layout.load_keras_variables(model.optimizer, trainable, arrays)
+        except ValueError as error:
+            raise FormatError(f"{path}: optimizer state: {error}") from None
 
 
 def _check_units_against_weights(specs: list[dict], stored: list, path: str) -> None:
