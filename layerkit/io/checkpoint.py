@@ -463,7 +463,7 @@ def _check_epoch_in_progress(value: Any, path: str) -> None:
         and count(value.get("epoch"))
         and count(value.get("samples"), 1)
         and count(value.get("batch_size"), 1)
-        and isinstance(value.get("shuffle"), bool)
+        and (isinstance(value.get("shuffle"), bool) or value.get("shuffle") == "batch")
         and count(value.get("steps_done"))
         and count(value.get("seen"))
         and real(value.get("loss_total"))

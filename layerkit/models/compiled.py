@@ -80,6 +80,18 @@ class Objectives:
         ]
         if all(loss is None for loss in self.losses):
             raise ValueError(f"compile() needs a loss for at least one output. Received: {loss!r}")
+        for name, active in zip(names, self.losses):
+            if active is not None and getattr(active, "reduction", "sum_over_batch_size") in (
+                "none",
+                None,
+            ):
+                # Keras 3 fails at the first step on it (a loss that is not a scalar).
+                raise ValueError(
+                    f"The loss of output {name!r} has reduction={active.reduction!r}: fit "
+                    "needs one number per batch. Use 'sum_over_batch_size' (the default), "
+                    "'sum', 'mean' or 'mean_with_sample_weight' in compile; reduction='none' "
+                    "is for calling the loss yourself."
+                )
         if loss_weights is None:
             weights = [1.0] * len(names)
         else:
@@ -172,6 +184,13 @@ class Objectives:
             for i, specs in enumerate(all_specs):
                 for spec in specs:
                     metric = metrics_module.resolve(spec, self.losses[i], output_shapes[i])
+                    if not getattr(metric, "takes_targets", True):
+                        raise ValueError(
+                            f"Metric {metric.name!r} ({type(metric).__name__}) averages values "
+                            "you give it (update_state(values)), not targets and "
+                            "predictions: it cannot be a compile() metric. Call it yourself, "
+                            "e.g. in a callback."
+                        )
                     if weighted and any(j == i and m.name == metric.name for j, m in self.metrics):
                         metric.name = f"weighted_{metric.name}"  # as Keras names the pair
                     self.metrics.append((i, metric))
@@ -288,3 +307,23 @@ class Objectives:
 def keras_order(logs: dict[str, float], many_outputs: bool) -> dict[str, float]:
     """The logs as Keras 3 hands them to callbacks: sorted by name for several outputs."""
     return dict(sorted(logs.items())) if many_outputs else logs
+
+
+# --- metric states as flat vectors (MPI sums, mid-epoch backups) ----------------------
+def metric_states(states: Sequence[metrics_module.Metric]) -> list[list[float]]:
+    """Each metric's running state as a flat list of floats: ``[total, count]`` for the
+    means, more for metrics with array states (``AUC``'s four confusion counts)."""
+    return [[float(v) for a in m.state_arrays() for v in np.ravel(a)] for m in states]
+
+
+def set_metric_states(states: Sequence[metrics_module.Metric], flats: Sequence) -> None:
+    """Restores :func:`metric_states`'s lists (or their sums over ranks)."""
+    for metric, flat in zip(states, flats):
+        like = metric.state_arrays()
+        flat = np.asarray(flat, dtype=np.float64)
+        chunk = flat.size // len(like)
+        arrays = [
+            flat[i * chunk : (i + 1) * chunk].reshape((a.shape[0], -1) if a.ndim > 1 else a.shape)
+            for i, a in enumerate(like)
+        ]
+        metric.set_state_arrays(arrays)

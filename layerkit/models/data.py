@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import backend
 from ..validation import check_number, check_sample_weight, numeric_array, to_float
+from .disk import DiskArray, is_array_like
 
 
 def check_int(value: Any, argument: str, minimum: int) -> int:
@@ -34,6 +35,8 @@ def as_inputs(x: Any, argument: str = "x", input_shape: tuple | None = None) -> 
     """
     if x is None:
         raise TypeError(f"Expected an array for {argument}. Received: {argument}=None")
+    if is_array_like(x):  # on disk: checked now from its metadata, read batch by batch
+        return DiskArray.inputs(x, argument, input_shape)
     array = numeric_array(x, argument)
     if array.shape[0] == 0 or array.size == 0:
         raise ValueError(
@@ -89,7 +92,11 @@ def check_verbose(verbose: Any) -> int:
 def _one_array(value: Any) -> Any:
     """``[array]`` stands for ``array`` for a model with one input or output (as Keras);
     a nested Python list of numbers is data, not a list of arrays."""
-    if isinstance(value, (list, tuple)) and len(value) == 1 and isinstance(value[0], np.ndarray):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 1
+        and (isinstance(value[0], np.ndarray) or is_array_like(value[0]))
+    ):
         return value[0]
     return value
 
@@ -159,10 +166,15 @@ def as_target_list(
             )
         # Lengths first: cheap, and it spares scanning a huge y that cannot fit anyway.
         if x is not None and (
-            (isinstance(value, np.ndarray) and value.ndim > 0) or isinstance(value, (list, tuple))
+            (isinstance(value, np.ndarray) and value.ndim > 0)
+            or isinstance(value, (list, tuple))
+            or is_array_like(value)
         ):
             check_same_length(x[0], value, x[1], where)
-        target = loss.check_targets(value, shape, where)
+        if is_array_like(value):
+            target = DiskArray.targets(value, where, loss, shape)
+        else:
+            target = loss.check_targets(value, shape, where)
         if x is not None:
             check_same_length(x[0], target, x[1], where)
         targets.append(target)
@@ -175,8 +187,32 @@ def rows(arrays: list) -> int:
 
 
 def split_rows(arrays: list, lo: int, hi: int) -> list:
-    """Rows ``lo:hi`` of each array (None stays None)."""
+    """Rows ``lo:hi`` of each array (None stays None); read for an array on disk."""
     return [None if a is None else a[lo:hi] for a in arrays]
+
+
+def row_range(arrays: list, lo: int, hi: int) -> list:
+    """Rows ``lo:hi`` of each array, an array on disk as a view (nothing read)."""
+    return [
+        None if a is None else a.view(lo, hi) if isinstance(a, DiskArray) else a[lo:hi]
+        for a in arrays
+    ]
+
+
+def in_memory(arrays: list) -> list:
+    """The arrays with those on disk read whole (one batch: ``train_on_batch``)."""
+    return [a[0 : len(a)] if isinstance(a, DiskArray) else a for a in arrays]
+
+
+def load_small(value: Any) -> Any:
+    """An array-like (a 1-D weight column on disk) read into memory; else ``value``."""
+    if isinstance(value, dict):
+        return {k: load_small(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and any(is_array_like(v) for v in value):
+        return [load_small(v) for v in value]
+    if is_array_like(value) and not isinstance(value, DiskArray):
+        return np.asarray(value[0 : value.shape[0]])
+    return value
 
 
 def sample_shapes(arrays: list) -> list:

@@ -16,13 +16,23 @@ The cache is never stale: before every step it compares a signature of what it d
 and ``load_weights`` bump) and recomputes when anything changed. Writing into a weight
 array directly (``layer.kernel.value[...] = w``) bypasses this; use ``set_weights`` or
 ``Parameter.assign``.
+
+A cache larger than ``cache_max_bytes`` lives on disk when the data does (an
+``h5py.Dataset`` or ``np.memmap`` ``x``: next to its file) or when ``fit`` is given
+``cache_dir=``: a temporary HDF5 file, written once in the same batches of 1024 rows (so
+the numbers are those of the in-memory cache), read back window by window as the data
+itself, and removed when ``fit`` ends, also on an error.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from ..parameter import last_change
+from .disk import DiskArray, any_on_disk
 
 _FORWARD_BATCH = 1024  # large batches: the cached pass runs at matrix-product speed
 
@@ -30,10 +40,20 @@ _FORWARD_BATCH = 1024  # large batches: the cached pass runs at matrix-product s
 class FrozenOutputCache:
     DEFAULT_MAX_BYTES = 1 << 30
 
-    def __init__(self, model, mode: bool | str, max_bytes: int, batch_size: int) -> None:
+    def __init__(
+        self,
+        model,
+        mode: bool | str,
+        max_bytes: int,
+        batch_size: int,
+        cache_dir: str | None = None,
+    ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
             raise ValueError(f"Expected cache_max_bytes >= 0. Received: {max_bytes!r}")
         self.model, self.mode, self.max_bytes = model, mode, max_bytes
+        self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
+        self._file = None  # (h5py.File, path) of a cache on disk
+        self.path: str | None = None  # that file's path while it exists (for tests)
         self._x = self._x_val = None
         self._sources: tuple[int, ...] | None = None
         self._features = self._val_features = None
@@ -138,13 +158,90 @@ class FrozenOutputCache:
         width = sum(int(np.prod(plan.producer[s].layer.output_shape[1:])) for s in computed)
         n = len(self._x[0]) + (len(self._x_val[0]) if self._x_val is not None else 0)
         needed = n * width * self._x[0].itemsize
-        if self.mode == "auto" and needed > self.max_bytes:
+        self._remove_file()
+        if needed > self.max_bytes and self._folder() is not None:
+            self._features = self._assemble_on_disk(self._x, sources, computed, "train")
+            if self._x_val is not None:
+                self._val_features = self._assemble_on_disk(self._x_val, sources, computed, "val")
+        elif self.mode == "auto" and needed > self.max_bytes:
             return
-        self._features = self._assemble(self._x, sources, computed)
-        if self._x_val is not None:
-            self._val_features = self._assemble(self._x_val, sources, computed)
+        else:
+            self._features = self._assemble(self._x, sources, computed)
+            if self._x_val is not None:
+                self._val_features = self._assemble(self._x_val, sources, computed)
         self._sources = sources
         self.computed += 1
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the training features may be read from disk during this fit."""
+        return self.mode is not False and self._folder() is not None
+
+    def _folder(self) -> str | None:
+        """Where a cache over the budget goes: ``cache_dir``, else next to the file of
+        the first input on disk, else nowhere (not cached)."""
+        if self.cache_dir is not None:
+            return self.cache_dir
+        if self._x is None or not any_on_disk(self._x):
+            return None
+        source = next(a for a in self._x if isinstance(a, DiskArray)).source
+        name = getattr(source, "filename", None) or getattr(
+            getattr(source, "file", None), "filename", None
+        )
+        return (
+            os.path.dirname(os.path.abspath(name))
+            if isinstance(name, str)
+            else tempfile.gettempdir()
+        )
+
+    def _assemble_on_disk(self, x: list, sources, computed, group: str) -> list:
+        """As :meth:`_assemble`, the computed arrays written to a temporary HDF5 file
+        chunk by chunk (a few MiB in memory at a time)."""
+        import h5py
+
+        if self._file is None:
+            handle, path = tempfile.mkstemp(
+                suffix=".h5", prefix=".layerkit-frozen-cache-", dir=self._folder()
+            )
+            os.close(handle)
+            self._file, self.path = h5py.File(path, "w"), path
+        plan = self.model._get_plan()
+        n = len(x[0])
+        shapes = {s: tuple(plan.producer[s].layer.output_shape[1:]) for s in computed}
+        chunk = _FORWARD_BATCH * 8
+        datasets = {
+            s: self._file.create_dataset(
+                f"{group}/slot_{s}",
+                shape=(n, *shapes[s]),
+                dtype=x[0].dtype,
+                chunks=(min(n, _FORWARD_BATCH), *shapes[s]),
+            )
+            for s in computed
+        }
+        for lo in range(0, n, chunk):
+            hi = min(n, lo + chunk)
+            part = [a[lo:hi] for a in x]
+            # Batches of _FORWARD_BATCH rows from lo (a multiple of it): the in-memory
+            # cache's batches, so the same numbers.
+            values = self.model.forward_slots(part, plan.inputs, computed, _FORWARD_BATCH)
+            for s, value in zip(computed, values):
+                datasets[s][lo:hi] = value
+        self._file.flush()
+        on_disk = {
+            s: DiskArray(datasets[s], f"the frozen-output cache ({self.path})", _as_is)
+            for s in computed
+        }
+        return [x[s] if s in plan.inputs else on_disk[s] for s in sources]
+
+    def _remove_file(self) -> None:
+        if self._file is not None:
+            file, path = self._file, self.path
+            self._file = self.path = None
+            try:
+                file.close()
+            finally:
+                if os.path.exists(path):
+                    os.remove(path)
 
     def _assemble(self, x: list[np.ndarray], sources, computed) -> list[np.ndarray]:
         """The arrays of ``sources``: model inputs as given, the others computed."""
@@ -184,3 +281,9 @@ class FrozenOutputCache:
     def release(self) -> None:
         self._features = self._val_features = self._x = self._x_val = None
         self._sources = None
+        self._remove_file()
+
+
+def _as_is(array: np.ndarray) -> np.ndarray:
+    """The cache's own values need no checks."""
+    return array

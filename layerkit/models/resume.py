@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..random import rng_state
+from .compiled import metric_states
 
 
 class EpochProgress:
@@ -48,7 +49,7 @@ class ResumeMixin:
                 else (
                     progress.loss_total,
                     progress.seen,
-                    [[m._total, m._count] for m in self._metrics],
+                    metric_states(self._metrics),
                     None,
                 )
             )
@@ -79,15 +80,19 @@ class ResumeMixin:
         progress, strategy = self._epoch_progress, self.distribute
         if progress is None or strategy is None:
             return
-        local = [(m._total, m._count) for m in self._metrics]
+        local = metric_states(self._metrics)
         sums = strategy.sum(
-            np.array([progress.loss_total, progress.seen, *(v for p in local for v in p)])
+            np.array([progress.loss_total, progress.seen, *(v for s in local for v in s)])
         )
+        summed, offset = [], 2
+        for mine in local:
+            summed.append([float(v) for v in sums[offset : offset + len(mine)]])
+            offset += len(mine)
         progress.totals = (
             progress.steps_done,
             float(sums[0]),
             int(sums[1]),
-            [[float(sums[2 + 2 * i]), int(sums[3 + 2 * i])] for i in range(len(local))],
+            summed,
             strategy.gather([layer.training_state() for layer in self._stack]),
         )
 

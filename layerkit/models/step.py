@@ -49,6 +49,9 @@ class StepMixin:
         """
         plan = self._get_plan()
         step = plan.get_pass(sources, self._objectives.losses)
+        factor = self.optimizer.loss_scale_factor
+        if factor is not None:  # Keras scales the whole loss; apply() divides back
+            scale = (1.0 if scale is None else scale) * factor
         backs: list = [None] * len(step.forward)
         values = plan.run_forward(step, arrays, True, backs)
         outs = [values[slot] for slot in plan.outputs]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -39,6 +40,11 @@ from .report import epoch_line, interactive
 from .resume import EpochProgress, ResumeMixin
 from .step import StepMixin, activity_penalties
 from .strategy import Strategy, check_strategy
+from .stream import BatchStream, is_stream, unpack
+
+# A stream (generator, PyDataset) in the resume signature: batches of at most this many
+# rows, and without steps_per_epoch at most this many steps.
+_STREAM_ROWS = 1 << 20
 
 
 class Trainer(EpochMixin, StepMixin, ResumeMixin):
@@ -218,9 +224,41 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 )
             losses = self._objectives.losses
             return data.class_weight_to_sample_weight(
-                class_weight, targets, losses[0], self._output_shapes()[0]
+                class_weight, data.in_memory(targets), losses[0], self._output_shapes()[0]
             )
+        sample_weight = data.load_small(sample_weight)  # a weight column on disk: read
         return data.as_sample_weight_list(sample_weight, self._output_names(), targets, argument)
+
+    def _stream(self, source, steps, steps_argument: str, argument: str, class_weight=None):
+        """A generator or PyDataset as a :class:`BatchStream`; an unbuilt model is built
+        from its first batch (and unbuilt again if that batch is refused)."""
+        if steps is not None:
+            steps = check_int(steps, steps_argument, 1)
+        stream = BatchStream(
+            source,
+            lambda batch, where: self._standardize_batch(batch, where, class_weight),
+            steps,
+            argument,
+        )
+        was_built = self.built
+        try:
+            self._standardize_batch(stream.peek(), f"batch 0 of {argument}", class_weight)
+        except BaseException:
+            if not was_built:
+                self.unbuild()
+            raise
+        self._resolve_metrics()
+        return stream
+
+    def _standardize_batch(self, batch, where: str, class_weight=None, targets: bool = True):
+        """(inputs, targets, sample weights) of one batch tuple, checked as ``fit``
+        checks arrays; the messages name the batch."""
+        x, y, w = unpack(batch, where, targets)
+        xs = self._prepare_x(x, f"x of {where}")
+        if not targets:
+            return xs, None, None
+        ys = self._prepare_y(y, xs, f"y of {where}", f"x of {where}")
+        return xs, ys, self._prepare_weights(w, class_weight, ys, f"sample_weight of {where}")
 
     def _prepare_xy(self, x, y) -> tuple[list[np.ndarray], list]:
         """Validates x and y; a model built here is unbuilt again if they are refused."""
@@ -254,11 +292,18 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         cache_frozen: bool | str = "auto",
         cache_max_bytes: int = FrozenOutputCache.DEFAULT_MAX_BYTES,
         distribute: Strategy | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
+        cache_dir: str | None = None,
     ) -> History:
         """Trains the model; returns a :class:`~layerkit.callbacks.History`.
 
         Args:
-            x, y: training inputs and targets.
+            x, y: training inputs and targets: arrays (one, a list or a dict by input
+                name), arrays on disk (an ``h5py.Dataset``, a ``np.memmap``: read
+                window by window, see ``docs/streaming.md``), or for ``x`` alone a
+                generator / iterator of ``(x, y)`` or ``(x, y, sample_weight)`` batches
+                or an ``lk.utils.PyDataset`` (then ``y`` is None).
             batch_size: samples per step (default 32); with ``distribute``, the global
                 batch, split across the ranks.
             epochs: index of the last epoch (epochs run from ``initial_epoch``).
@@ -269,7 +314,11 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 held out for validation.
             validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, val_sample_weight)``;
                 overrides ``validation_split``.
-            shuffle: shuffle the training samples before each epoch.
+            shuffle: shuffle the training samples before each epoch; ``"batch"``
+                (Keras) keeps the batches in order and shuffles the rows inside each.
+                Arrays on disk are chunk-shuffled (blocks in a random order, rows
+                shuffled within a window of blocks); a PyDataset's batches come in a
+                shuffled order; a generator's as it yields them.
             class_weight: ``{class index: weight}`` (one output): each sample's loss is
                 weighed by its class's weight, as Keras; every class in ``y`` needs one.
             sample_weight: one non-negative weight per sample (or a list / dict of them
@@ -283,6 +332,14 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 on every rank of an ``mpiexec`` job: each rank passes the same data and
                 arguments, ends with the same weights and logs as one process would, and
                 only rank 0 prints and saves. An exception on any rank ends every rank.
+            steps_per_epoch: batches per epoch from a generator or PyDataset (Keras's
+                semantics: a generator goes on from where the previous epoch stopped);
+                None: until the generator is exhausted, or the PyDataset's length.
+            validation_steps: batches of a generator / PyDataset ``validation_data``.
+            cache_dir: a folder for the frozen-output cache when it exceeds
+                ``cache_max_bytes`` (a temporary HDF5 file, removed when ``fit`` ends);
+                by default, next to the data of an ``h5py.Dataset`` / ``np.memmap``
+                ``x``; in-memory data without ``cache_dir`` is not cached above the budget.
 
         Example:
             >>> history = model.fit(x, y, batch_size=64, epochs=5, validation_split=0.1)
@@ -304,15 +361,55 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     "Expected validation_split in [0, 1). "
                     f"Received: validation_split={validation_split!r}"
                 )
+            # Keras: a bool or "batch" (a truthy value shuffles, as before).
+            shuffle = "batch" if isinstance(shuffle, str) and shuffle == "batch" else bool(shuffle)
             if cache_frozen not in (True, False, "auto"):
                 raise ValueError(
                     "Expected cache_frozen in True, False, 'auto'. "
                     f"Received: cache_frozen={cache_frozen!r}"
                 )
-            x, y = self._prepare_xy(x, y)
-            weights = self._prepare_weights(sample_weight, class_weight, y)
+            if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+                raise TypeError(
+                    f"Expected a folder for cache_dir. Received: cache_dir={cache_dir!r}"
+                )
+            if cache_dir is not None and not os.path.isdir(cache_dir):
+                raise FileNotFoundError(f"cache_dir={str(cache_dir)!r} is not an existing folder.")
+            if is_stream(x):
+                for name, value in (("y", y), ("sample_weight", sample_weight)):
+                    if value is not None:
+                        raise ValueError(
+                            f"{name} must be None when x is a generator or a PyDataset: its "
+                            f"batches hold them, as in Keras. Received: {name} of type "
+                            f"{type(value).__name__}"
+                        )
+                if validation_split:
+                    raise ValueError(
+                        "validation_split needs arrays (as Keras); with a generator or a "
+                        "PyDataset, pass validation_data. Received: "
+                        f"validation_split={validation_split}"
+                    )
+                if cache_frozen is True:
+                    raise ValueError(
+                        "cache_frozen=True needs arrays (in memory or on disk): the batches "
+                        "of a generator or a PyDataset cannot be matched to cached outputs."
+                    )
+                cache_frozen = False
+                x = self._stream(x, steps_per_epoch, "steps_per_epoch", "x", class_weight)
+                y = weights = None
+            else:
+                if steps_per_epoch is not None:
+                    raise ValueError(
+                        "steps_per_epoch is for a generator or a PyDataset x; with arrays an "
+                        f"epoch is every batch. Received: steps_per_epoch={steps_per_epoch!r}"
+                    )
+                x, y = self._prepare_xy(x, y)
+                weights = self._prepare_weights(sample_weight, class_weight, y)
             x_val = y_val = w_val = None
-            if validation_data is not None:
+            if validation_data is not None and is_stream(validation_data):
+                x_val = self._stream(
+                    validation_data, validation_steps, "validation_steps", "validation_data"
+                )
+            elif validation_data is not None:
                 if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (
                     2,
                     3,
@@ -347,8 +444,8 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                         f"validation_split={validation_split} leaves no training or no validation "
                         f"samples out of {n}."
                     )
-                x, x_val = [a[:split] for a in x], [a[split:] for a in x]
-                y, y_val = data.split_rows(y, 0, split), data.split_rows(y, split, n)
+                x, x_val = data.row_range(x, 0, split), data.row_range(x, split, n)
+                y, y_val = data.row_range(y, 0, split), data.row_range(y, split, n)
                 if weights is not None:
                     weights, w_val = (
                         data.split_rows(weights, 0, split),
@@ -356,9 +453,10 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     )
             self._pack()
             self.optimizer.build(self._optimized_weights())
-            samples = data.rows(x)
+            streaming = isinstance(x, BatchStream)
+            samples = _STREAM_ROWS * (x.steps or _STREAM_ROWS) if streaming else data.rows(x)
 
-            steps = math.ceil(samples / batch_size)
+            steps = x.steps if streaming else math.ceil(samples / batch_size)
             history = History()
             callback_list = CallbackList(
                 [*(callbacks or []), history],
@@ -367,16 +465,26 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             )
             if verbose == 1 and not interactive():
                 verbose = 2  # a progress bar needs a terminal: Keras's per-epoch lines
-            self._fit_signature = (samples, batch_size, bool(shuffle))
+            # A stream's batches are counted in units of _STREAM_ROWS rows in the resume
+            # signature (the checkpoint format counts samples and batches of arrays).
+            self._fit_signature = (
+                samples,
+                _STREAM_ROWS if streaming else batch_size,
+                shuffle if shuffle == "batch" else bool(shuffle),
+            )
             if strategy is not None:
                 # Ranks that disagree here would make different numbers of collective calls.
                 strategy.check_same(
                     "fit",
                     samples=samples,
-                    sample_shape=data.sample_shapes(x),
-                    target_shape=data.sample_shapes(y),
+                    sample_shape=None if streaming else data.sample_shapes(x),
+                    target_shape=None if streaming else data.sample_shapes(y),
                     sample_weights=None if weights is None else [w is not None for w in weights],
-                    validation_samples=None if x_val is None else data.rows(x_val),
+                    validation_samples=(
+                        None
+                        if x_val is None or isinstance(x_val, BatchStream)
+                        else data.rows(x_val)
+                    ),
                     batch_size=batch_size,
                     epochs=epochs,
                     initial_epoch=initial_epoch,
@@ -385,100 +493,159 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     trainable=[layer.trainable for layer in self._stack],
                     batch_callbacks=callback_list.wants_batch_hooks,
                 )
-            if strategy is not None:
+            if strategy is not None and not streaming:
                 self._check_synchronized_batches(strategy, samples, batch_size)
-            cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size)
-            self.stop_training = False
-            self._nan_warned = False
-            self._last_epoch = initial_epoch - 1
-            self._resume_from_epoch = self._resume_in_epoch = None
-            chief = strategy is None or strategy.is_chief
-            if chief:
-                self._warn_about_setup(callback_list)
-            callback_list.on_train_begin({})
+            cache = FrozenOutputCache(self, cache_frozen, cache_max_bytes, batch_size, cache_dir)
+            try:
+                return self._fit_epochs(
+                    x,
+                    y,
+                    weights,
+                    x_val,
+                    y_val,
+                    w_val,
+                    batch_size,
+                    epochs,
+                    initial_epoch,
+                    verbose,
+                    shuffle,
+                    cache,
+                    callback_list,
+                    history,
+                    steps,
+                    strategy,
+                )
+            finally:
+                cache.release()  # also on errors: a cache on disk is removed
+
+    def _fit_epochs(
+        self,
+        x,
+        y,
+        weights,
+        x_val,
+        y_val,
+        w_val,
+        batch_size,
+        epochs,
+        initial_epoch,
+        verbose,
+        shuffle,
+        cache,
+        callback_list,
+        history,
+        steps,
+        strategy,
+    ) -> History:
+        """The epochs of :meth:`fit`, its arguments checked."""
+        self.stop_training = False
+        self._nan_warned = False
+        self._last_epoch = initial_epoch - 1
+        self._resume_from_epoch = self._resume_in_epoch = None
+        chief = strategy is None or strategy.is_chief
+        if chief:
+            self._warn_about_setup(callback_list)
+        callback_list.on_train_begin({})
+        if strategy is not None:
+            # After on_train_begin: BackupAndRestore restores on rank 0 only.
+            strategy.broadcast_training_state(self)
+        if self._resume_from_epoch is not None:
+            initial_epoch = max(initial_epoch, self._resume_from_epoch)
+        cache.prepare(
+            None if isinstance(x, BatchStream) else x,
+            None if isinstance(x_val, BatchStream) else x_val,
+        )
+        logs: dict[str, float] = {}
+        for epoch in range(initial_epoch, epochs):
             if strategy is not None:
-                # After on_train_begin: BackupAndRestore restores on rank 0 only.
-                strategy.broadcast_training_state(self)
-            if self._resume_from_epoch is not None:
-                initial_epoch = max(initial_epoch, self._resume_from_epoch)
-            cache.prepare(x, x_val)
-            logs: dict[str, float] = {}
-            for epoch in range(initial_epoch, epochs):
-                if strategy is not None:
-                    strategy.spread_layer_states(self)
-                    resume = self._resume_in_epoch
-                    if resume is not None and resume["epoch"] == epoch:
-                        # Each rank drew its own Dropout masks before the backup (shards
-                        # may differ in size): its own generators, not rank 0's jumped.
-                        restored = strategy.restore_rank_layer_states(
-                            self, resume.get("rank_layer_states")
-                        )
-                        if not restored and any(layer.training_state() for layer in self._stack):
-                            warnings.warn(
-                                "Resuming inside an epoch on another number of ranks: the "
-                                "random layers' masks of this epoch differ from the "
-                                "interrupted run's.",
-                                UserWarning,
-                                stacklevel=3,
-                            )
-                started = time.monotonic()
-                if verbose == 2 and chief and epochs > 1:
-                    # Keras's per-epoch lines, also what verbose=1 prints when stdout is
-                    # not a terminal (logs of scripts under nohup or CI).
-                    print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-                self._epoch_start_learning_rate = self.optimizer._learning_rate
-                callback_list.on_epoch_begin(epoch, {})
+                strategy.spread_layer_states(self)
                 resume = self._resume_in_epoch
                 if resume is not None and resume["epoch"] == epoch:
-                    # The rate in force when the backup was taken, after the epoch's
-                    # schedule callbacks have run again from the epoch's starting rate.
-                    rate = resume.get("learning_rate_now")
-                    if rate is not None and self.optimizer.schedule is None:
-                        self.optimizer.learning_rate = rate
-                # A diverging run overflows: fit reports that once, as a NaN loss (below),
-                # instead of numpy warning at every product.
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    logs = self._train_epoch(
-                        x,
-                        y,
-                        batch_size,
-                        shuffle,
-                        cache,
-                        callback_list,
-                        verbose,
-                        epoch,
-                        epochs,
-                        strategy,
-                        weights,
+                    # Each rank drew its own Dropout masks before the backup (shards
+                    # may differ in size): its own generators, not rank 0's jumped.
+                    restored = strategy.restore_rank_layer_states(
+                        self, resume.get("rank_layer_states")
                     )
-                if x_val is not None:
-                    val_sources, val_features = cache.validation_inputs()
-                    val_logs = self._evaluate_arrays(
-                        val_sources,
-                        val_features,
-                        y_val,
-                        batch_size,
-                        strategy,
-                        callback_list,
-                        w_val,
-                    )
-                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
-                logs = keras_order(logs, len(self._output_names()) > 1)
-                self._epochs_done += 1
-                self._last_epoch = epoch
-                callback_list.on_epoch_end(epoch, logs)
-                if verbose == 2 and chief:
-                    # After the callbacks, as Keras's progress logger: the line shows the
-                    # learning_rate that ReduceLROnPlateau logs.
-                    print(epoch_line(steps, time.monotonic() - started, logs), flush=True)
-                if strategy is not None:  # one rank's callback stopping stops every rank
-                    self.stop_training = strategy.any(self.stop_training)
-                if self.stop_training:
+                    if not restored and any(layer.training_state() for layer in self._stack):
+                        warnings.warn(
+                            "Resuming inside an epoch on another number of ranks: the "
+                            "random layers' masks of this epoch differ from the "
+                            "interrupted run's.",
+                            UserWarning,
+                            stacklevel=4,
+                        )
+            started = time.monotonic()
+            if verbose == 2 and chief and epochs > 1:
+                # Keras's per-epoch lines, also what verbose=1 prints when stdout is
+                # not a terminal (logs of scripts under nohup or CI).
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            self._epoch_start_learning_rate = self.optimizer._learning_rate
+            callback_list.on_epoch_begin(epoch, {})
+            resume = self._resume_in_epoch
+            if resume is not None and resume["epoch"] == epoch:
+                # The rate in force when the backup was taken, after the epoch's
+                # schedule callbacks have run again from the epoch's starting rate.
+                rate = resume.get("learning_rate_now")
+                if rate is not None and self.optimizer.schedule is None:
+                    self.optimizer.learning_rate = rate
+            # A diverging run overflows: fit reports that once, as a NaN loss (below),
+            # instead of numpy warning at every product.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                logs = self._train_epoch(
+                    x,
+                    y,
+                    batch_size,
+                    shuffle,
+                    cache,
+                    callback_list,
+                    verbose,
+                    epoch,
+                    epochs,
+                    strategy,
+                    weights,
+                )
+            if isinstance(x, BatchStream) and x.stopped:
+                self.stop_training = True  # the input ran out of data (warned)
+                if not x.taken:  # an epoch without a batch is no epoch
                     break
-            callback_list.on_train_end(logs)
-            cache.release()
-            self.history = history
-            return history
+            if isinstance(x_val, BatchStream):
+                val_logs = self._evaluate_stream(x_val, strategy, callback_list)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            elif x_val is not None:
+                val_sources, val_features = cache.validation_inputs()
+                val_logs = self._evaluate_arrays(
+                    val_sources,
+                    val_features,
+                    y_val,
+                    batch_size,
+                    strategy,
+                    callback_list,
+                    w_val,
+                )
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            logs = keras_order(logs, len(self._output_names()) > 1)
+            self._epochs_done += 1
+            self._last_epoch = epoch
+            callback_list.on_epoch_end(epoch, logs)
+            if verbose == 2 and chief:
+                # After the callbacks, as Keras's progress logger: the line shows the
+                # learning_rate that ReduceLROnPlateau logs.
+                print(epoch_line(steps, time.monotonic() - started, logs), flush=True)
+            if strategy is not None:  # one rank's callback stopping stops every rank
+                self.stop_training = strategy.any(self.stop_training)
+            if self.stop_training:
+                break
+        if self._last_epoch >= initial_epoch:
+            # As Keras after the last epoch: with use_ema, the weights become the
+            # moving average (a no-op otherwise).
+            # Keras passes the trainable variables: a frozen layer's average was never
+            # updated and must not overwrite it.
+            self.optimizer.finalize_variable_values(
+                [p for p in self._optimized_weights() if p.trainable]
+            )
+        callback_list.on_train_end(logs)
+        self.history = history
+        return history
 
     def evaluate(
         self,
@@ -490,6 +657,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         callbacks: list | None = None,
         distribute: Strategy | None = None,
         sample_weight=None,
+        steps: int | None = None,
     ):
         """Returns the loss (a float) when there are no metrics, else ``[loss, *metrics]``,
         or a dict with ``return_dict=True``. Dropout is inactive. ``sample_weight``
@@ -500,6 +668,11 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         evaluates a contiguous share of ``x`` (the remainder rule of ``fit``) in batches
         of ``batch_size``, and every rank returns the figures of the whole set.
 
+        ``x`` may also be arrays on disk, a generator of ``(x, y[, sample_weight])``
+        batches or an ``lk.utils.PyDataset`` (``y`` None; ``steps`` batches, or until
+        the generator is exhausted / the dataset's length; under MPI each rank takes its
+        share of each batch).
+
         Example:
             >>> loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024)
         """
@@ -507,6 +680,24 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             self._require_compiled("evaluate")
             batch_size = check_batch_size(batch_size)
             check_verbose(verbose)
+            if is_stream(x):
+                if y is not None or sample_weight is not None:
+                    raise ValueError(
+                        "y and sample_weight must be None when x is a generator or a "
+                        "PyDataset: its batches hold them, as in Keras."
+                    )
+                stream = self._stream(x, steps, "steps", "x")
+                callback_list = CallbackList(callbacks, self, {"steps": stream.steps, "verbose": 0})
+                logs = self._evaluate_stream(stream, strategy, callback_list)
+                if return_dict:
+                    return keras_order(logs, len(self._output_names()) > 1)
+                values = list(logs.values())
+                return values[0] if len(values) == 1 else values
+            if steps is not None:
+                raise ValueError(
+                    "steps is for a generator or a PyDataset x; with arrays evaluate reads "
+                    f"every batch. Received: steps={steps!r}"
+                )
             x, y = self._prepare_xy(x, y)
             weights = self._prepare_weights(sample_weight, None, y)
             if strategy is not None:
@@ -545,35 +736,59 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         objectives.reset()
         if strategy is not None:  # this rank's contiguous share
             first, stop = strategy.shard(data.rows(x))
-            x, y = [a[first:stop] for a in x], data.split_rows(y, first, stop)
+            x, y = data.row_range(x, first, stop), data.row_range(y, first, stop)
             if weights is not None:
                 weights = data.split_rows(weights, first, stop)
         n = data.rows(x)
+        batches = (
+            (
+                data.split_rows(x, lo, min(n, lo + batch_size)),
+                data.split_rows(y, lo, min(n, lo + batch_size)),
+                None if weights is None else data.split_rows(weights, lo, min(n, lo + batch_size)),
+            )
+            for lo in range(0, n, batch_size)
+        )
+        return self._evaluate_batches(step, batches, strategy, callback_list)
+
+    def _evaluate_stream(self, stream: BatchStream, strategy, callback_list) -> dict[str, float]:
+        """The loss and metrics of the batches of a generator or PyDataset."""
+        self._objectives.reset()
+        step = self._get_plan().get_pass(None, self._objectives.losses)
+        batches = ((xb, yb, wb) for _, xb, yb, wb, _, _ in stream.batches(None, False, 0, strategy))
+        return self._evaluate_batches(step, batches, strategy, callback_list)
+
+    def _evaluate_batches(self, step, batches, strategy, callback_list) -> dict[str, float]:
+        """Runs the inference pass ``step`` over ``(inputs, targets, weights)`` batches;
+        returns the mean loss and the metrics (summed over the ranks)."""
+        plan, objectives = self._get_plan(), self._objectives
         penalty = sum(self.losses)  # the weights do not change while evaluating
         hooks = callback_list is not None and callback_list.wants_test_batch_hooks
         if callback_list is not None:
             callback_list.on_test_begin({})
-        total = 0.0
-        for index, lo in enumerate(range(0, n, batch_size)):
+        total, seen = 0.0, 0
+        for index, (xb, yb, wb) in enumerate(batches):
             if hooks:
                 callback_list.on_test_batch_begin(index, {})
-            hi = min(n, lo + batch_size)
-            values = plan.run_forward(step, [a[lo:hi] for a in x], False)
+            rows = data.rows(xb)
+            if rows == 0:  # a rank without rows of this batch
+                if hooks:
+                    callback_list.on_test_batch_end(index, self._logs(total, seen))
+                continue
+            values = plan.run_forward(step, xb, False)
             outs = [values[slot] for slot in plan.outputs]
-            yb = data.split_rows(y, lo, hi)
-            wb = None if weights is None else data.split_rows(weights, lo, hi)
             value, per_output, _ = objectives.values_and_grads(
                 yb, outs, step.fused, False, weights=wb
             )
             if step.activity:
                 value += activity_penalties(step.activity, values)[0]
-            total += (value + penalty) * (hi - lo)
+            total += (value + penalty) * rows
+            seen += rows
             if objectives.states:
-                objectives.update(yb, self._metric_outputs(step, outs), per_output, hi - lo, wb)
+                objectives.update(yb, self._metric_outputs(step, outs), per_output, rows, wb)
             if hooks:
                 # This rank's running figures: batch hooks make no collective calls.
-                callback_list.on_test_batch_end(index, self._logs(total, hi))
-        logs = self._logs(total, n, strategy, keep=True)
+                callback_list.on_test_batch_end(index, self._logs(total, seen))
+        logs = self._logs(total, seen, strategy, keep=True)
         if callback_list is not None:
             callback_list.on_test_end(dict(logs))
         return logs
@@ -584,16 +799,28 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
         batch_size: int | None = None,
         verbose: str | int = 0,
         callbacks: list | None = None,
+        steps: int | None = None,
     ):
         """Returns the model's outputs for ``x`` (new float arrays): one array for a
         model with one output, else a list in output order (a dict for a model whose
         outputs were given as a dict). Dropout is inactive.
+
+        ``x`` may also be arrays on disk (read in batches), or a generator / PyDataset
+        of batches ``x`` or ``(x, ...)`` (targets ignored): ``steps`` batches, or until
+        it is exhausted / the dataset's length.
 
         ``callbacks`` receive ``on_predict_begin``, ``on_predict_batch_begin/end`` (with
         ``{"outputs": batch outputs}``) and ``on_predict_end``, as in Keras.
         """
         batch_size = check_batch_size(batch_size)
         verbose = check_verbose(verbose)
+        if is_stream(x):
+            return self._predict_stream(x, steps, verbose, callbacks)
+        if steps is not None:
+            raise ValueError(
+                "steps is for a generator or a PyDataset x; with arrays predict reads "
+                f"every batch. Received: steps={steps!r}"
+            )
         x = self._prepare_x(x)
         plan = self._get_plan()
         if callbacks is None:
@@ -608,6 +835,42 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             )
             callback_list.on_predict_end({})
         return self._structure_outputs(results)
+
+    def _predict_stream(self, source, steps, verbose: int, callbacks) -> Any:
+        """:meth:`predict` over the batches of a generator or PyDataset."""
+        if steps is not None:
+            steps = check_int(steps, "steps", 1)
+
+        def inputs_of(batch, where):
+            is_tuple = isinstance(batch, tuple) and 1 <= len(batch) <= 3
+            return self._standardize_batch(batch if is_tuple else (batch,), where, None, False)
+
+        stream = BatchStream(source, inputs_of, steps, "x")
+        if not self.built:
+            inputs_of(stream.peek(), "batch 0 of x")
+        plan = self._get_plan()
+        step = plan.get_pass(None, None, plan.outputs)
+        callback_list = CallbackList(callbacks, self, {"steps": stream.steps, "verbose": verbose})
+        hooks = callbacks is not None and callback_list.wants_predict_batch_hooks
+        if callbacks is not None:
+            callback_list.on_predict_begin({})
+        parts: list[list[np.ndarray]] = [[] for _ in plan.outputs]
+        batches = stream.batches(None, False, 0)
+        bar = tqdm(batches, total=stream.steps, disable=verbose != 1, unit="step", desc="predict")
+        for index, (_, xb, _, _, _, _) in enumerate(bar):
+            if hooks:
+                callback_list.on_predict_batch_begin(index, {})
+            values = plan.run_forward(step, xb, False)
+            outputs = [np.array(values[slot], copy=True) for slot in plan.outputs]
+            for part, out in zip(parts, outputs):
+                part.append(out)
+            if hooks:
+                callback_list.on_predict_batch_end(
+                    index, {"outputs": self._structure_outputs(outputs)}
+                )
+        if callbacks is not None:
+            callback_list.on_predict_end({})
+        return self._structure_outputs([np.concatenate(p) for p in parts])
 
     def forward_slots(
         self,
@@ -652,7 +915,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
 
         if is_symbolic(x) or (isinstance(x, dict) and any(map(is_symbolic, x.values()))):
             return self._call_symbolic(x)
-        x = self._prepare_x(x)
+        x = data.in_memory(self._prepare_x(x))
         plan = self._get_plan()
         values = plan.run_forward(plan.get_pass(), x, training)
         return self._structure_outputs([np.array(values[s], copy=True) for s in plan.outputs])
@@ -664,7 +927,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
     def train_on_batch(self, x, y, return_dict: bool = False):
         """Runs one training step on one batch; returns its loss (and metrics)."""
         self._require_compiled("train_on_batch")
-        x, y = self._prepare_xy(x, y)
+        x, y = map(data.in_memory, self._prepare_xy(x, y))
         self._pack()
         self.optimizer.build(self._optimized_weights())
         value, per_output, out = self._step(None, x, y)
@@ -673,7 +936,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
     def test_on_batch(self, x, y, return_dict: bool = False):
         """Returns the loss (and metrics) of one batch without training."""
         self._require_compiled("test_on_batch")
-        x, y = self._prepare_xy(x, y)
+        x, y = map(data.in_memory, self._prepare_xy(x, y))
         logs = self._evaluate_arrays(None, x, y, data.rows(x))
         return logs if return_dict else (logs["loss"] if len(logs) == 1 else list(logs.values()))
 
@@ -694,7 +957,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
             >>> model.optimizer.apply_gradients([(np.clip(g, -1, 1), p) for g, p in pairs])
         """
         self._require_compiled("compute_gradients")
-        x, y = self._prepare_xy(x, y)
+        x, y = map(data.in_memory, self._prepare_xy(x, y))
         self._pack()
         self.optimizer.build(self._optimized_weights())
         params = self._train_pass().params
@@ -729,7 +992,7 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                 "(every layer is frozen). Unfreeze layers with model.unfreeze(pattern) or "
                 "layer.trainable = True.",
                 UserWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         plan = self._get_plan()
         for name, loss, slot in zip(self._output_names(), self._objectives.losses, plan.outputs):
@@ -747,5 +1010,5 @@ class Trainer(EpochMixin, StepMixin, ResumeMixin):
                     f"{activation!r}, not {expected!r}. If the model outputs logits, pass "
                     "from_logits=True to the loss.",
                     UserWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )

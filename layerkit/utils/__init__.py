@@ -1,4 +1,4 @@
-"""Utilities: seeding, one-hot encoding, session reset, training plots, model diagrams."""
+"""Utilities: PyDataset, seeding, one-hot encoding, session reset, plots, model diagrams."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from ..random import set_random_seed
 from ..validation import check_integer
 from .model_diagram import model_to_dot, plot_model
 from .plotting import plot_history
+from .py_dataset import PyDataset
 
 __all__ = [
+    "PyDataset",
     "clear_session",
     "model_to_dot",
     "plot_history",

@@ -281,6 +281,7 @@ def test_mid_epoch_rate_change_before_backup_is_kept(tmp_path):
         ("batch_size", {"batch_size": 10}, "(30, 10, True)"),
         ("samples", {"x": X[:28], "y": Y[:28]}, "(28, 8, True)"),
         ("shuffle", {"shuffle": False}, "(30, 8, False)"),
+        ("shuffle", {"shuffle": "batch"}, "(30, 8, 'batch')"),
     ],
 )
 def test_mid_epoch_backup_refuses_other_batches(tmp_path, change, kwargs, expected):

@@ -351,7 +351,12 @@ def test_keras_archive_without_the_member_goes_to_load_keras(rel, archives, tmp_
     model, error = rel.attempt("keras archive: no layerkit.h5", lambda: lk.load_model(path))
     assert error is None, rel.describe(error)
     reference = lk.io.load_keras(path)
-    assert not model.compiled  # Keras's part holds no layerkit compile state
+    # Keras's part holds Keras's compile settings and optimizer state (not layerkit's
+    # position): compiled as the source, at the same optimizer step.
+    assert model.compiled == archives.source.compiled
+    if model.compiled:
+        assert type(model.optimizer) is type(archives.source.optimizer)
+        assert model.optimizer.iterations == archives.source.optimizer.iterations
     for a, b, c in zip(model.get_weights(), reference.get_weights(), archives.source.get_weights()):
         assert np.array_equal(a, b)
         assert np.array_equal(a, c)
