@@ -1,5 +1,7 @@
 """Side-by-side benchmark of layerkit against PyTorch, scikit-learn, plain numpy and the
-matrix-product floor, on the seed MLP (784-300-50-50-50-50-10, ReLU, Adam, batch 64).
+matrix-product floor, on the seed MLP (784-300-50-50-50-50-10, ReLU, Adam, batch 64), and
+against real Keras 3 (PyTorch backend, an optional peer) on the classic Keras MNIST example
+(784-512-512-10, Dropout 0.2, RMSprop, batch 128, validation every epoch).
 
 Each measurement runs in its own process (numpy's and PyTorch's thread pools slow each
 other down when they share one), implementations alternate within each round, and the
@@ -8,6 +10,7 @@ tables report medians over the rounds and ratios to layerkit measured in the sam
 Run:
     python benchmarks/bench_mlp.py                    # everything, 3 rounds
     python benchmarks/bench_mlp.py --rounds 5 --only train transfer
+    python benchmarks/bench_mlp.py --only example --example-epochs 20   # as Keras runs it
     LAYERKIT_BASELINE=/path/to/older/checkout python benchmarks/bench_mlp.py --only train
 """
 
@@ -90,11 +93,19 @@ def work_layerkit(task, args):
         # Everything allocated after the dataset: model, optimizer state, training buffers.
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
+        # numba's import and the compiled Adam kernel (loaded at its first call): a fixed
+        # cost per process, reported apart; a one-step fit of a tiny model triggers it.
+        tiny = layerkit_model((784, 10))
+        tiny.fit(x[:64], y[:64], batch_size=64, epochs=1, verbose=0)
+        del tiny
+        fixed = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
         model = layerkit_model(SIZES)
         model.fit(x, y, batch_size=64, epochs=1, verbose=0)
         peak = tracemalloc.get_traced_memory()[1] - base
         tracemalloc.stop()
-        return {"peak_extra_bytes": peak}
+        return {"peak_extra_bytes": peak, "kernel_bytes": fixed}
     if task == "train":
         model = layerkit_model(
             args.get("sizes", SIZES),
@@ -273,8 +284,109 @@ def work_floor(task, args):
     return {"seconds": time.perf_counter() - start}
 
 
+# --- the classic Keras MNIST example (keras-io mnist_mlp) --------------------------------
+EXAMPLE_SIZES = (784, 512, 512, 10)
+
+
+def example_model(lib):
+    """784-512-512-10, Dropout 0.2, RMSprop, as the Keras example writes it; ``lib`` is
+    ``layerkit`` or ``keras``, whose APIs agree here."""
+    layers = lib.layers
+    model = lib.Sequential(
+        [
+            layers.Input((784,)),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(512, activation="relu"),
+            layers.Dropout(0.2),
+            layers.Dense(10, activation="softmax"),
+        ]
+    )
+    optimizer = lib.optimizers.RMSprop() if hasattr(lib, "optimizers") else lib.optim.RMSprop()
+    model.compile(loss="categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    return model
+
+
+def work_example(lib_name: str, args):
+    """``epochs`` epochs of the example (batch 128, validation on the test set every
+    epoch, verbose=0), after a one-batch warm-up fit; seconds of the timed fit."""
+    if lib_name == "keras":
+        os.environ.setdefault("KERAS_BACKEND", "torch")
+        import keras as lib
+
+        lib.utils.set_random_seed(0)
+    else:
+        import layerkit as lib
+
+        lib.utils.set_random_seed(0)
+        if lib_name == "layerkit-numpy":
+            lib.backend.set_kernels("numpy")
+    x, y, xt, yt = load(args.get("n"))
+    eye = np.eye(10, dtype=np.float32)
+    y, yt = eye[y], eye[yt]
+    model = example_model(lib)
+    model.fit(x[:128], y[:128], batch_size=128, epochs=1, verbose=0)  # warm-up
+    start = time.perf_counter()
+    history = model.fit(
+        x,
+        y,
+        batch_size=128,
+        epochs=args.get("epochs", 2),
+        verbose=0,
+        validation_data=(xt, yt),
+    )
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "val_accuracy": float(history.history["val_accuracy"][-1])}
+
+
+def work_example_floor(args):
+    """The example's matrix products alone: training (forward and backward, batch 128) and
+    the validation forward pass, per epoch, with preallocated outputs."""
+    rng = np.random.default_rng(0)
+    sizes, batch, epochs = EXAMPLE_SIZES, 128, args.get("epochs", 2)
+    W = [rng.normal(size=(a, b)).astype(np.float32) for a, b in itertools.pairwise(sizes)]
+    xb = rng.random((batch, sizes[0]), dtype=np.float32)
+    acts = [xb] + [np.empty((batch, b), np.float32) for b in sizes[1:]]
+    grads = [np.empty_like(w) for w in W]
+    dxs = [np.empty((batch, a), np.float32) for a in sizes[:-1]]
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for _ in range(-(-60000 // batch)):
+            for i, w in enumerate(W):
+                np.matmul(acts[i], w, out=acts[i + 1])
+            d = acts[-1]
+            for i in reversed(range(len(W))):
+                np.matmul(acts[i].T, d, out=grads[i])
+                if i:
+                    np.matmul(d, W[i].T, out=dxs[i])
+                    d = dxs[i]
+        for _ in range(-(-10000 // batch)):
+            for i, w in enumerate(W):
+                np.matmul(acts[i], w, out=acts[i + 1])
+    return {"seconds": time.perf_counter() - start}
+
+
+def _layerkit_numpy(task, args):
+    """layerkit with the optimizer's numpy fallback (``lk.backend.set_kernels("numpy")``)."""
+    import layerkit as lk
+
+    lk.backend.set_kernels("numpy")
+    return work_layerkit(task, args)
+
+
+def _example_worker(impl):
+    def work(task, args):
+        if task != "example":
+            raise ValueError(task)
+        return work_example_floor(args) if impl == "floor" else work_example(impl, args)
+
+    return work
+
+
 WORKERS = {
     "layerkit": work_layerkit,
+    # The same epoch with the optimizer's numpy fallback: what the fused updates save.
+    "layerkit-numpy": _layerkit_numpy,
     # The same epoch with plain SGD: what the rest of the step costs without Adam's update.
     "layerkit-sgd": lambda task, args: work_layerkit(task, {**args, "optimizer": "sgd"}),
     # The same layers as an lk.Model graph: one engine, so within a few % of Sequential.
@@ -284,10 +396,27 @@ WORKERS = {
     "numpy": work_numpy,
     "floor": work_floor,
 }
-PEER_MODULES = {"torch": "torch", "sklearn": "sklearn"}
+EXAMPLE_WORKERS = {
+    f"example-{impl}": _example_worker(impl)
+    for impl in ("layerkit", "layerkit-numpy", "keras", "floor")
+}
+WORKERS.update(EXAMPLE_WORKERS)
+PEER_MODULES = {
+    "torch": "torch",
+    "sklearn": "sklearn",
+    "keras": "keras",
+    "example-keras": "keras",
+}
 
 
 # --- driver ----------------------------------------------------------------------------
+def lk_kernels() -> str:
+    """The optimizer path a worker takes (``lk.backend.kernels()``), asked in a subprocess."""
+    code = "import layerkit as lk; print(lk.backend.kernels())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return f"kernels: {done.stdout.strip() or 'unknown'}"
+
+
 BASELINE = os.environ.get("LAYERKIT_BASELINE")  # another checkout, for before/after
 
 
@@ -310,10 +439,9 @@ def available(impl: str) -> bool:
     module = PEER_MODULES.get(impl)
     if module is None:
         return True
-    return (
-        subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True).returncode
-        == 0
-    )
+    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "torch")}
+    check = [sys.executable, "-c", f"import {module}"]
+    return subprocess.run(check, capture_output=True, env=env).returncode == 0
 
 
 def measure(impls, task, args, rounds):
@@ -331,7 +459,10 @@ def main() -> None:
     parser.add_argument(
         "--only",
         nargs="*",
-        default=["train", "transfer", "predict", "memory", "scaling", "batchnorm"],
+        default=["train", "example", "transfer", "predict", "memory", "scaling", "batchnorm"],
+    )
+    parser.add_argument(
+        "--example-epochs", type=int, default=2, help="epochs of the Keras example (Keras: 20)"
     )
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -350,7 +481,8 @@ def main() -> None:
         print(f"(skipped peers, not installed: {', '.join(skipped)})")
 
     if "train" in options.only:
-        impls = ["layerkit", "layerkit-graph", "floor", "layerkit-sgd", "numpy", *peers]
+        impls = ["layerkit", "layerkit-numpy", "layerkit-graph", "floor", "layerkit-sgd"]
+        impls += ["numpy", *peers]
         if BASELINE:
             impls.insert(2, "layerkit-baseline")
         res = measure(impls, "train", {}, options.rounds)
@@ -368,6 +500,11 @@ def main() -> None:
             f"rounds, range {low:.2f}-{high:.2f}; ratio of the medians "
             f"{lk_time / med(res['floor'], 'seconds'):.2f}x)"
         )
+        ratio, low, high = paired_ratio(res, "layerkit", "layerkit-numpy")
+        print(f"fused optimizer updates / numpy fallback: {ratio:.2f}x ({low:.2f}-{high:.2f})")
+        if "torch" in peers:
+            ratio, low, high = paired_ratio(res, "layerkit", "torch")
+            print(f"layerkit / PyTorch: {ratio:.2f}x ({low:.2f}-{high:.2f})")
         ratio, low, high = paired_ratio(res, "layerkit-sgd", "floor")
         print(f"layerkit with plain SGD / floor: {ratio:.2f}x ({low:.2f}-{high:.2f})")
         ratio, low, high = paired_ratio(res, "layerkit-graph", "layerkit")
@@ -375,6 +512,32 @@ def main() -> None:
         if BASELINE:
             ratio, low, high = paired_ratio(res, "layerkit", "layerkit-baseline")
             print(f"Sequential now / at {BASELINE}: {ratio:.3f}x ({low:.3f}-{high:.3f})")
+
+    if "example" in options.only:
+        impls = ["example-layerkit", "example-layerkit-numpy", "example-floor"]
+        impls += ["example-keras"] if available("example-keras") else []
+        args = {"epochs": options.example_epochs}
+        res = measure(impls, "example", args, options.rounds)
+        print(
+            f"\n## The Keras MNIST example (784-512-512-10, Dropout 0.2, RMSprop, batch 128, "
+            f"validation every epoch), {options.example_epochs} epochs\n"
+        )
+        print("| implementation | seconds | per epoch | ratio to layerkit | val accuracy |")
+        print("|---|---|---|---|---|")
+        for impl in impls:
+            t = med(res[impl], "seconds")
+            ratio, low, high = paired_ratio(res, impl, "example-layerkit")
+            accuracy = med(res[impl], "val_accuracy") if impl != "example-floor" else None
+            print(
+                f"| {impl[8:]} | {t:.2f} | {t / options.example_epochs:.2f} | "
+                f"{ratio:.2f}x ({low:.2f}-{high:.2f}) | "
+                f"{'-' if accuracy is None else f'{accuracy:.4f}'} |"
+            )
+        ratio, low, high = paired_ratio(res, "example-layerkit", "example-floor")
+        print(f"\nlayerkit / its matrix-product floor: {ratio:.2f}x ({low:.2f}-{high:.2f})")
+        if "example-keras" in impls:
+            ratio, low, high = paired_ratio(res, "example-layerkit", "example-keras")
+            print(f"layerkit / Keras 3 (torch backend): {ratio:.2f}x ({low:.2f}-{high:.2f})")
 
     if "batchnorm" in options.only:
         # The MLP with BatchNormalization after each hidden Dense, against nn.BatchNorm1d:
@@ -397,6 +560,11 @@ def main() -> None:
                 f"\nPeak memory while training: {used / 2**20:.1f} MiB against a minimum of "
                 f"{minimum / 2**20:.1f} MiB (float32 dataset + weights + Adam state + one "
                 f"batch of activations and gradients): {used / minimum:.2f}x"
+            )
+            kernel = mem[0].get("kernel_bytes", 0)
+            print(
+                f"Before training, once per process ({lk_kernels()}; numba's import and "
+                f"compiled kernels when numba): {kernel / 2**20:.1f} MiB"
             )
 
     if "transfer" in options.only:

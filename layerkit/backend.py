@@ -1,4 +1,4 @@
-"""Global numeric settings: the default float type and the fuzz factor.
+"""Global numeric settings: the default float type, the fuzz factor, the update kernels.
 
 layerkit computes in float32 unless told otherwise. Gradient checks switch to
 float64 with :func:`set_floatx` (or the :func:`floatx_scope` context manager).
@@ -52,6 +52,27 @@ def float_dtype() -> np.dtype:
 def epsilon() -> float:
     """Returns the fuzz factor used to keep logs and divisions finite (Keras: 1e-7)."""
     return _EPSILON
+
+
+def kernels() -> str:
+    """The path optimizer updates take: ``"numba"`` (each rule fused into one pass over
+    the weights) or ``"numpy"`` (the fallback: the same numbers, more passes).
+
+    numba is used when installed (``pip install layerkit[fast]``) unless
+    ``LAYERKIT_KERNELS=numpy`` is set in the environment or :func:`set_kernels` says
+    otherwise.
+    """
+    from .optim import kernels as fused
+
+    return fused.active()
+
+
+def set_kernels(value: str) -> None:
+    """Chooses the optimizer update path: ``"numba"``, ``"numpy"`` or ``"auto"`` (numba
+    when installed). Both give the same numbers; see :mod:`layerkit.optim.kernels`."""
+    from .optim import kernels as fused
+
+    fused.set_kernels(value)
 
 
 def clear_session() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -28,6 +29,11 @@ class Adadelta(Optimizer):
     def update_step(self, value, grad, slots, lr):
         acc_grad, acc_delta = slots
         rho, eps = self.rho, self.epsilon
+        kernel = kernels.get("adadelta", value.dtype)
+        if kernel is not None:
+            f = value.dtype.type
+            kernel(value, grad, acc_grad, acc_delta, f(lr), f(rho), f(1.0 - rho), f(eps))
+            return
         work = self._work(value.size, value.dtype)
         delta = self._work(value.size, value.dtype, 1)
         np.multiply(grad, grad, out=work)

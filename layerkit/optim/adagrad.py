@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -32,6 +33,11 @@ class Adagrad(Optimizer):
 
     def update_step(self, value, grad, slots, lr):
         (acc,) = slots
+        kernel = kernels.get("adagrad", value.dtype)
+        if kernel is not None:
+            f = value.dtype.type
+            kernel(value, grad, acc, f(lr), f(self.epsilon))
+            return
         work = self._work(value.size, value.dtype)
         np.multiply(grad, grad, out=work)
         acc += work

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..validation import check_flag, check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -60,6 +61,23 @@ class Adam(Optimizer):
         t = self.iterations + 1
         root = math.sqrt(1.0 - b2)
         alpha = lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t) * (1.0 - b1) / root
+        kernel = kernels.get("adam", value.dtype)
+        if kernel is not None:
+            f = value.dtype.type
+            kernel(
+                value,
+                grad,
+                m,
+                v,
+                slots[2] if self.amsgrad else v,
+                f(b1),
+                f(b2),
+                f(self.epsilon / root),
+                f(1.0 / alpha) if alpha else f(0.0),
+                self.amsgrad,
+                alpha != 0.0,
+            )
+            return
         m *= b1
         m += grad
         np.multiply(grad, grad, out=grad)  # the gradient buffer doubles as scratch space

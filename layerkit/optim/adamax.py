@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -51,6 +52,21 @@ class Adamax(Optimizer):
         dtype = value.dtype
         f = dtype.type
         t = self.iterations + 1
+        kernel = kernels.get("adamax", dtype)
+        if kernel is not None:
+            kernel(
+                value,
+                grad,
+                m,
+                u,
+                f(lr),
+                f(self.beta_1),
+                f(1.0 - self.beta_1),
+                f(self.beta_2),
+                f(self.epsilon),
+                f(1.0) - f(self.beta_1) ** f(t),
+            )
+            return
         work, work2 = self._work(value.size, dtype, 0), self._work(value.size, dtype, 1)
 
         m *= f(self.beta_1)

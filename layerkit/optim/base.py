@@ -6,7 +6,8 @@ reordering and freeze/unfreeze.
 
 Speed: parameters that sit next to each other in the model's arena (see
 :mod:`layerkit.parameter`) and whose state also sits together are updated as one flat
-slice, so a step costs a handful of in-place numpy calls instead of a handful per weight.
+slice, so a step costs a handful of in-place numpy calls instead of a handful per weight;
+with numba installed each rule is one fused pass over that slice (:mod:`.kernels`).
 
 Keras 3's base options live here too: ``use_ema`` (a moving average of the weights, slot
 ``average``), ``gradient_accumulation_steps`` (slot ``gradient_accumulator``),
@@ -27,7 +28,7 @@ import numpy as np
 
 from ..parameter import Parameter
 from ..validation import check_flag, check_integer, check_number
-from . import schedules
+from . import kernels, schedules
 
 
 class _Run:
@@ -485,6 +486,10 @@ class Optimizer:
         for run in runs:
             average, real = run.base["average"], run.value.dtype.type
             momentum = real(0.0) if first else real(self.ema_momentum)
+            kernel = kernels.get("moving_average", run.value.dtype)
+            if kernel is not None:
+                kernel(run.value, average, momentum, real(1.0) - momentum, overwrite)
+                continue
             work = self._work(run.value.size, run.value.dtype)
             average *= momentum
             np.multiply(run.value, real(1.0) - momentum, out=work)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -41,6 +42,11 @@ class Lion(Optimizer):
     def update_step(self, value, grad, slots, lr):
         (m,) = slots
         b1, b2 = self.beta_1, self.beta_2
+        kernel = kernels.get("lion", value.dtype)
+        if kernel is not None:
+            f = value.dtype.type
+            kernel(value, grad, m, f(lr), f(b1), f(1.0 - b1), f(b2), f(1.0 - b2))
+            return
         step = self._work(value.size, value.dtype)
         mixed = self._work(value.size, value.dtype, 1)
         np.multiply(m, b1, out=step)

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import backend
 from ..validation import check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -100,6 +101,26 @@ class Nadam(Optimizer):
         u_t, u_next = self._u(t, dtype), self._u(t + 1, dtype)
         u_product = self._u_product_at(t, dtype)
         u_product_next = u_product * u_next
+        kernel = kernels.get("nadam", dtype)
+        if kernel is not None:
+            kernel(
+                value,
+                grad,
+                m,
+                v,
+                f(lr),
+                beta_1,
+                f(1.0 - self.beta_1),
+                beta_2,
+                f(1.0 - self.beta_2),
+                u_next,
+                f(1.0) - u_product_next,
+                f(1.0) - u_t,
+                f(1.0) - u_product,
+                f(1.0) - beta_2 ** f(t),
+                f(self.epsilon),
+            )
+            return
         work, work2 = self._work(value.size, dtype, 0), self._work(value.size, dtype, 1)
 
         m *= beta_1

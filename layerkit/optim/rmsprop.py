@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_flag, check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -42,6 +43,24 @@ class RMSprop(Optimizer):
     def update_step(self, value, grad, slots, lr):
         named = dict(zip(self.slot_names, slots))
         v, rho = named["velocity"], self.rho
+        kernel = kernels.get("rmsprop", value.dtype)
+        if kernel is not None:
+            f = value.dtype.type
+            kernel(
+                value,
+                grad,
+                v,
+                named.get("momentum", v),  # absent slots: never read, any array will do
+                named.get("average_gradient", v),
+                f(lr),
+                f(rho),
+                f(1.0 - rho),
+                f(self.epsilon),
+                f(self.momentum),
+                bool(self.momentum),
+                self.centered,
+            )
+            return
         work = self._work(value.size, value.dtype)
         np.multiply(grad, grad, out=work)
         work *= 1.0 - rho

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..validation import check_flag, check_number
+from . import kernels
 from .base import Optimizer
 
 
@@ -34,6 +35,18 @@ class SGD(Optimizer):
         super().__init__(learning_rate, **kwargs)
 
     def update_step(self, value, grad, slots, lr):
+        f = value.dtype.type
+        if not self.momentum:
+            kernel = kernels.get("sgd", value.dtype)
+            if kernel is not None:
+                kernel(value, grad, f(lr))
+                return
+        else:
+            kernel = kernels.get("sgd_momentum", value.dtype)
+            if kernel is not None:
+                kernel(value, grad, slots[0], f(lr), f(self.momentum), self.nesterov)
+                return
+        # numpy fallback: the same arithmetic, a whole-array operation at a time
         scaled = self._work(value.size, value.dtype)
         np.multiply(grad, lr, out=scaled)
         if not self.momentum:
