@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
-from ..validation import check_flag, check_number
+from ..validation import check_flag
 from . import kernels
-from .base import Optimizer
+from .base import Optimizer, check_moments
 
 
 class Adam(Optimizer):
@@ -39,11 +39,7 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         **kwargs,
     ) -> None:
-        self.beta_1, self.beta_2 = (
-            check_number(beta, argument, minimum=0.0, maximum=1.0, exclusive_maximum=True)
-            for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
-        )
-        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
+        self.beta_1, self.beta_2, self.epsilon = check_moments(beta_1, beta_2, epsilon)
         self.amsgrad = check_flag(amsgrad, "amsgrad")
         if self.amsgrad:
             self.slot_names = ("momentum", "velocity", "velocity_hat")

@@ -52,6 +52,16 @@ class _Run:
         self.spans = tuple(spans)
 
 
+def check_moments(beta_1: Any, beta_2: Any, epsilon: Any) -> tuple[float, float, float]:
+    """The moment options of the Adam family (Adam, Nadam, Lamb), checked: both decay
+    rates in ``[0, 1)``, ``epsilon >= 0``."""
+    betas = (
+        check_number(beta, argument, minimum=0.0, maximum=1.0, exclusive_maximum=True)
+        for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
+    )
+    return (*betas, check_number(epsilon, "epsilon", minimum=0.0))
+
+
 class Optimizer:
     """Base class of layerkit's optimizers.
 

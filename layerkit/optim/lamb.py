@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from ..validation import check_number
-from .base import Optimizer, _Run
+from .base import Optimizer, _Run, check_moments
 
 
 class Lamb(Optimizer):
@@ -39,11 +38,7 @@ class Lamb(Optimizer):
         epsilon: float = 1e-7,
         **kwargs,
     ) -> None:
-        self.beta_1, self.beta_2 = (
-            check_number(beta, argument, minimum=0.0, maximum=1.0, exclusive_maximum=True)
-            for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
-        )
-        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
+        self.beta_1, self.beta_2, self.epsilon = check_moments(beta_1, beta_2, epsilon)
         super().__init__(learning_rate, **kwargs)
 
     def _update_run(self, run: _Run, lr: float) -> None:

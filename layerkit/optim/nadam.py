@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..validation import check_number
 from . import kernels
-from .base import Optimizer
+from .base import Optimizer, check_moments
 
 
 class Nadam(Optimizer):
@@ -47,11 +46,7 @@ class Nadam(Optimizer):
         epsilon: float = 1e-7,
         **kwargs,
     ) -> None:
-        self.beta_1, self.beta_2 = (
-            check_number(beta, argument, minimum=0.0, maximum=1.0, exclusive_maximum=True)
-            for argument, beta in (("beta_1", beta_1), ("beta_2", beta_2))
-        )
-        self.epsilon = check_number(epsilon, "epsilon", minimum=0.0)
+        self.beta_1, self.beta_2, self.epsilon = check_moments(beta_1, beta_2, epsilon)
         super().__init__(learning_rate, **kwargs)
         self._u_cache: dict[tuple, tuple[int, np.floating]] = {}
 
