@@ -11,7 +11,8 @@ Run:
 
 With ``--distributed`` (``pip install "layerkit[mpi]"``), every rank trains a copy of the
 model on its share of each batch of 64 (see docs/distributed.md); rank 0 prints and saves.
-The Dropout masks differ from a single-process run's, so the figures do too.
+The Dropout masks are those one process draws, so the figures are the same (to float32
+rounding).
 """
 
 from __future__ import annotations
