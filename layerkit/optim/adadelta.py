@@ -29,7 +29,7 @@ class Adadelta(Optimizer):
     def update_step(self, value, grad, slots, lr):
         acc_grad, acc_delta = slots
         rho, eps = self.rho, self.epsilon
-        kernel = kernels.get("adadelta", value.dtype)
+        kernel = kernels.get("adadelta", value.dtype, value.size)
         if kernel is not None:
             f = value.dtype.type
             kernel(value, grad, acc_grad, acc_delta, f(lr), f(rho), f(1.0 - rho), f(eps))

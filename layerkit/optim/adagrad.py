@@ -33,7 +33,7 @@ class Adagrad(Optimizer):
 
     def update_step(self, value, grad, slots, lr):
         (acc,) = slots
-        kernel = kernels.get("adagrad", value.dtype)
+        kernel = kernels.get("adagrad", value.dtype, value.size)
         if kernel is not None:
             f = value.dtype.type
             kernel(value, grad, acc, f(lr), f(self.epsilon))

@@ -57,7 +57,7 @@ class Adam(Optimizer):
         t = self.iterations + 1
         root = math.sqrt(1.0 - b2)
         alpha = lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t) * (1.0 - b1) / root
-        kernel = kernels.get("adam", value.dtype)
+        kernel = kernels.get("adam", value.dtype, value.size)
         if kernel is not None:
             f = value.dtype.type
             kernel(

@@ -52,7 +52,7 @@ class Adamax(Optimizer):
         dtype = value.dtype
         f = dtype.type
         t = self.iterations + 1
-        kernel = kernels.get("adamax", dtype)
+        kernel = kernels.get("adamax", dtype, value.size)
         if kernel is not None:
             kernel(
                 value,

@@ -496,7 +496,7 @@ class Optimizer:
         for run in runs:
             average, real = run.base["average"], run.value.dtype.type
             momentum = real(0.0) if first else real(self.ema_momentum)
-            kernel = kernels.get("moving_average", run.value.dtype)
+            kernel = kernels.get("moving_average", run.value.dtype, run.value.size)
             if kernel is not None:
                 kernel(run.value, average, momentum, real(1.0) - momentum, overwrite)
                 continue

@@ -84,12 +84,21 @@ def active() -> str:
     return "numba" if _choice != "numpy" and _numba_present else "numpy"
 
 
-def get(name: str, dtype: np.dtype) -> Callable | None:
+# In "auto" mode, updates smaller than this many weights take the numpy path until the
+# rule is compiled: importing numba and loading (or, the first time, compiling) a rule costs
+# 0.3-1 s once per process, more than a small model's updates save in a short run.
+_MIN_FUSED_SIZE = 1 << 16
+
+
+def get(name: str, dtype: np.dtype, size: int | None = None) -> Callable | None:
     """The fused kernel of rule ``name`` for weights of ``dtype``, or None where the
-    numpy fallback applies (numba absent or switched off, float16 weights)."""
+    numpy fallback applies (numba absent or switched off, float16 weights, or in "auto"
+    mode an update of fewer than ``_MIN_FUSED_SIZE`` weights before the rule is compiled)."""
     if _choice == "numpy" or not _numba_present or dtype not in _FUSED_DTYPES:
         return None
     kernel = _compiled.get(name)
+    if kernel is None and _choice == "auto" and size is not None and size < _MIN_FUSED_SIZE:
+        return None
     if kernel is None:
         import numba
 

@@ -42,7 +42,7 @@ class Lion(Optimizer):
     def update_step(self, value, grad, slots, lr):
         (m,) = slots
         b1, b2 = self.beta_1, self.beta_2
-        kernel = kernels.get("lion", value.dtype)
+        kernel = kernels.get("lion", value.dtype, value.size)
         if kernel is not None:
             f = value.dtype.type
             kernel(value, grad, m, f(lr), f(b1), f(1.0 - b1), f(b2), f(1.0 - b2))

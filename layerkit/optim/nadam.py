@@ -96,7 +96,7 @@ class Nadam(Optimizer):
         u_t, u_next = self._u(t, dtype), self._u(t + 1, dtype)
         u_product = self._u_product_at(t, dtype)
         u_product_next = u_product * u_next
-        kernel = kernels.get("nadam", dtype)
+        kernel = kernels.get("nadam", dtype, value.size)
         if kernel is not None:
             kernel(
                 value,

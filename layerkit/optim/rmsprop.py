@@ -43,7 +43,7 @@ class RMSprop(Optimizer):
     def update_step(self, value, grad, slots, lr):
         named = dict(zip(self.slot_names, slots))
         v, rho = named["velocity"], self.rho
-        kernel = kernels.get("rmsprop", value.dtype)
+        kernel = kernels.get("rmsprop", value.dtype, value.size)
         if kernel is not None:
             f = value.dtype.type
             kernel(

@@ -37,12 +37,12 @@ class SGD(Optimizer):
     def update_step(self, value, grad, slots, lr):
         f = value.dtype.type
         if not self.momentum:
-            kernel = kernels.get("sgd", value.dtype)
+            kernel = kernels.get("sgd", value.dtype, value.size)
             if kernel is not None:
                 kernel(value, grad, f(lr))
                 return
         else:
-            kernel = kernels.get("sgd_momentum", value.dtype)
+            kernel = kernels.get("sgd_momentum", value.dtype, value.size)
             if kernel is not None:
                 kernel(value, grad, slots[0], f(lr), f(self.momentum), self.nesterov)
                 return

@@ -172,3 +172,18 @@ def test_environment_variable_refuses_unknown(monkeypatch):
     monkeypatch.setenv("LAYERKIT_KERNELS", "turbo")
     with pytest.raises(ValueError, match=r"Received: LAYERKIT_KERNELS='turbo'"):
         kernels._initial_choice()
+
+
+@needs_numba
+def test_auto_leaves_small_updates_to_numpy_until_the_rule_is_compiled(restore_kernels):
+    """Importing numba and loading a rule costs a fraction of a second once per process:
+    in "auto" mode a small update does not pay it; a compiled rule serves every size."""
+    kernels.set_kernels("auto")
+    small, large = kernels._MIN_FUSED_SIZE - 1, kernels._MIN_FUSED_SIZE
+    kernels._compiled.pop("lion", None)
+    assert kernels.get("lion", np.dtype(np.float32), small) is None
+    assert kernels.get("lion", np.dtype(np.float32), large) is not None
+    assert kernels.get("lion", np.dtype(np.float32), small) is not None  # compiled now
+    kernels.set_kernels("numba")  # asked for explicitly: every size
+    kernels._compiled.pop("sgd", None)
+    assert kernels.get("sgd", np.dtype(np.float32), 10) is not None
