@@ -49,10 +49,12 @@ class Strategy(Protocol):
         """Gives every rank rank 0's weights, optimizer state and position."""
 
     def spread_layer_states(self, model) -> None:
-        """Gives each rank its own random-layer generators (Dropout masks) per epoch."""
+        """Starts each epoch from rank 0's layer states (random layers then draw the global
+        batch's masks by row, as one process)."""
 
     def restore_rank_layer_states(self, model, states: list | None) -> bool:
-        """Restores each rank's random-layer generators from a mid-epoch backup."""
+        """Restores each rank's per-rank layer states from a mid-epoch backup (random
+        layers need only rank 0's)."""
 
 
 def check_strategy(distribute: Any) -> Strategy | None:

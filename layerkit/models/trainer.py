@@ -562,8 +562,8 @@ class Trainer(InferenceMixin, EpochMixin, StepMixin, ResumeMixin):
                 strategy.spread_layer_states(self)
                 resume = self._resume_in_epoch
                 if resume is not None and resume["epoch"] == epoch:
-                    # Each rank drew its own Dropout masks before the backup (shards
-                    # may differ in size): its own generators, not rank 0's jumped.
+                    # Layers with per-rank state get their own rank's from the backup
+                    # (none built in: random layers draw by global row from rank 0's).
                     restored = strategy.restore_rank_layer_states(
                         self, resume.get("rank_layer_states")
                     )
@@ -637,10 +637,8 @@ class Trainer(InferenceMixin, EpochMixin, StepMixin, ResumeMixin):
             if self.stop_training:
                 break
         if self._last_epoch >= initial_epoch:
-            # As Keras after the last epoch: with use_ema, the weights become the
-            # moving average (a no-op otherwise).
-            # Keras passes the trainable variables: a frozen layer's average was never
-            # updated and must not overwrite it.
+            # As Keras after the last epoch: with use_ema, the trainable weights become
+            # their moving average (a frozen layer's was never updated; a no-op without).
             self.optimizer.finalize_variable_values(
                 [p for p in self._optimized_weights() if p.trainable]
             )
